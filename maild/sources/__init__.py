@@ -1,0 +1,1 @@
+"""Mail sources: where inbound mail comes from (IMAP or a local Maildir)."""
