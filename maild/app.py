@@ -1,0 +1,72 @@
+"""The composition root: the only place that wires config to concrete adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from maild import config as cfgmod
+from maild.config import Config, ConfigError
+from maild.letters import DEFAULT_TEMPLATES, Letters
+from maild.pipeline import Intake
+from maild.sender import MailSender, make_sender
+from maild.sources.base import MailSource
+from maild.store import Store
+
+
+def make_clock(now: datetime | None) -> Callable[[], datetime]:
+    """The system clock, or one fixed at ``now`` (``--now``) for the whole run."""
+    if now is None:
+        return lambda: datetime.now(UTC)
+    fixed = now if now.tzinfo else now.replace(tzinfo=UTC)
+    return lambda: fixed
+
+
+def make_store(cfg: Config) -> Store:
+    return Store(cfg.database.url, cfg.raw_dir, Path(cfg.base_dir))
+
+
+def make_letters(cfg: Config) -> Letters:
+    return Letters(cfg.path(cfg.letters.templates) if cfg.letters.templates
+                   else DEFAULT_TEMPLATES)
+
+
+def make_source(cfg: Config) -> MailSource:
+    url = cfg.mailbox.url
+    if url.startswith("maildir://"):
+        from maild.sources.maildir import MaildirSource
+
+        return MaildirSource(cfg.path(url[len("maildir://"):]))
+    from maild.sources.imap import ImapSource
+
+    return ImapSource(url, cfgmod.secret(cfg, "imap"), starttls=cfg.mailbox.starttls)
+
+
+def make_mail_sender(cfg: Config) -> MailSender:
+    s = cfg.smtp
+    return make_sender(s.url, Path(cfg.base_dir), username=s.username,
+                       password=cfgmod.secret(cfg, "smtp"), starttls=s.starttls,
+                       timeout=s.timeout)
+
+
+@dataclass
+class App:
+    cfg: Config
+    clock: Callable[[], datetime]
+    store: Store
+    source: MailSource
+    sender: MailSender
+    intake: Intake
+
+    @classmethod
+    def build(cls, cfg: Config, now: datetime | None = None) -> App:
+        clock = make_clock(now)
+        store = make_store(cfg)
+        source = make_source(cfg)
+        return cls(cfg, clock, store, source, make_mail_sender(cfg),
+                   Intake(cfg, source, store, make_letters(cfg), clock))
+
+
+__all__ = ["App", "ConfigError", "make_clock", "make_letters", "make_store"]

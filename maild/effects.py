@@ -1,0 +1,88 @@
+"""Decisions as data: what a handler wants done, persisted by the store in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from maild.directory import Directory
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A read-only snapshot of a case, as handlers see it."""
+
+    number: str
+    process: str
+    step: str
+    status: str
+    subject: str
+    department: str | None
+    urgent: bool
+    language: str
+    parties: tuple[str, ...]
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a decision may depend on besides the mail and the case."""
+
+    now: datetime
+    org_name: str
+    org_address: str
+    language: str
+    directory: Directory
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    process: str
+    step: str
+    subject: str
+    department: str | None  # department name
+    number_key: str  # what the numbering format's {dept} is filled with ("" when unused)
+    urgent: bool
+    language: str
+    parties: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UpdateCase:
+    step: str | None = None
+    status: str | None = None
+    add_parties: tuple[str, ...] = ()
+    data: Mapping[str, Any] | None = None  # merged into the case's data
+
+
+@dataclass(frozen=True)
+class Note:
+    """A timeline entry; ``message_id`` defaults to the mail being decided on."""
+
+    kind: str
+    text: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class SendLetter:
+    letter: str  # template name under templates/email/
+    to: tuple[str, ...]
+    context: Mapping[str, Any]
+    language: str
+    cc: tuple[str, ...] = ()
+    automatic: bool = True  # an automatic reply: counts against the sender's rate limit
+
+
+Effect = OpenCase | UpdateCase | Note | SendLetter
+
+
+@dataclass(frozen=True)
+class Decision:
+    effects: tuple[Effect, ...]
+    summary: str
+
+    def letters(self) -> tuple[SendLetter, ...]:
+        return tuple(e for e in self.effects if isinstance(e, SendLetter))

@@ -1,0 +1,19 @@
+"""The interface every process handler offers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from maild.classify import Classification
+from maild.effects import CaseView, Context, Decision
+from maild.message import ParsedMail
+
+
+@dataclass(frozen=True)
+class Handler:
+    name: str
+    #: a mail that starts a new case
+    open: Callable[[ParsedMail, Classification, Context], Decision]
+    #: a mail that belongs to an existing case
+    reply: Callable[[CaseView, ParsedMail, Classification, Context], Decision]

@@ -1,0 +1,153 @@
+"""Intake: mailbox -> raw store -> parse -> classify -> decide -> one transaction -> move.
+
+Order matters for crash safety. Raw bytes and a ``received`` row are committed before any
+decision; the decision, its case change and its letters are committed together; only then
+is the mailbox copy moved. A crash anywhere repeats at most the step in hand: a ``received``
+row is decided again (its earlier transaction never committed), a decided row is only moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from tortoise.exceptions import DBConnectionError
+
+from maild import failpoints
+from maild.classify import classify, subject_tags
+from maild.config import Config
+from maild.directory import Directory
+from maild.effects import Context
+from maild.engine import decide
+from maild.letters import Letters
+from maild.message import ParsedMail
+from maild.parse import ParseError, parse_mail
+from maild.sources.base import MailSource
+from maild.store import ApplyEnv, Store
+from maild.store.models import Message
+
+log = logging.getLogger("maild.intake")
+decisions = logging.getLogger("maild.decision")
+errors = logging.getLogger("maild.error")
+
+
+@dataclass
+class Counters:
+    fetched: int = 0
+    processed: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    moved: int = 0
+    routes: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (f"fetched={self.fetched} processed={self.processed} "
+                f"quarantined={self.quarantined} duplicates={self.duplicates} moved={self.moved}")
+
+
+class Intake:
+    def __init__(self, cfg: Config, source: MailSource, store: Store, letters: Letters,
+                 clock: Callable[[], datetime]) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.store = store
+        self.letters = letters
+        self.clock = clock
+        self.directory = Directory(cfg.directory, cfg.routing.staff_domains,
+                                   cfg.organisation.address)
+        self.tz = ZoneInfo(cfg.calendar.timezone)
+        self.counters = Counters()
+
+    async def poll(self, should_stop: Callable[[], bool] = lambda: False) -> Counters:
+        """Drain the mailbox once: every message with a UID above the checkpoint."""
+        src = self.source
+        await asyncio.to_thread(src.open)
+        uidvalidity = await asyncio.to_thread(src.uidvalidity)
+        last = await self.store.checkpoint(src.name, uidvalidity)
+        await self._move_pending(uidvalidity)  # decided before a crash, never moved
+        while not should_stop():
+            batch = await asyncio.to_thread(src.fetch_after, last, self.cfg.mailbox.batch_size)
+            if not batch:
+                break
+            self.counters.fetched += len(batch)
+            rows = await self.store.record_fetched(src.name, uidvalidity, batch, self.clock())
+            failpoints.hit("after_fetch")
+            for row, fetched in zip(rows, batch, strict=True):
+                if should_stop():
+                    break
+                await self._handle(row, fetched.raw)
+                last = fetched.uid
+            failpoints.hit("after_commit")
+            await self.store.advance(src.name, uidvalidity, last)
+            await self._move_pending(uidvalidity)
+        return self.counters
+
+    async def _move_pending(self, uidvalidity: int) -> None:
+        for folder, uids in (await self.store.pending_moves(self.source.name,
+                                                            uidvalidity)).items():
+            failpoints.hit("before_move")
+            await asyncio.to_thread(self.source.move, uids, folder)
+            await self.store.mark_moved(self.source.name, uidvalidity, uids)
+            self.counters.moved += len(uids)
+
+    async def _handle(self, row: Message, raw: bytes) -> None:
+        if row.state != "received":
+            return  # decided in an earlier run; only its move may be pending
+        dup = await self.store.duplicate_of(row)
+        if dup is not None:
+            await self.store.finish(row, "duplicate", self.cfg.mailbox.processed_folder,
+                                    f"same bytes as message #{dup.id}")
+            self.counters.duplicates += 1
+            return
+        try:
+            mail = parse_mail(raw)
+        except ParseError as e:
+            await self._quarantine(row, f"cannot parse: {e}")
+            return
+        try:
+            await self._decide(row, mail)
+        except DBConnectionError:
+            raise  # the store is away: stop this poll, the message stays for the next one
+        except Exception as e:  # noqa: BLE001 - one bad message must not hold up the rest
+            errors.exception("%s cannot be stored: %s", mail.message_id or f"uid {row.uid}", e)
+            await self._quarantine(row, f"cannot store: {type(e).__name__}: {e}")
+
+    async def _decide(self, row: Message, mail: ParsedMail) -> None:
+        now = self.clock()
+        known = await self.store.known(mail, subject_tags(mail.subject))
+        cls = classify(mail, self.directory, known,
+                       default_process=self.cfg.routing.default_process,
+                       msgid_domain=self.cfg.organisation.msgid_domain)
+        case = await self.store.case_view(cls.case_number) if cls.case_number else None
+        org = self.cfg.organisation
+        ctx = Context(now, org.name, org.address, org.language, self.directory)
+        decision = decide(mail, cls, case, ctx)
+        folder = self.cfg.mailbox.processed_folder
+        if cls.route == "triage":
+            folder = self.cfg.mailbox.triage_folder
+        number = await self.store.apply(row, mail, cls, decision, self.apply_env(now), folder)
+        self.counters.processed += 1
+        kind = cls.route.split(" ")[0]
+        self.counters.routes[kind] = self.counters.routes.get(kind, 0) + 1
+        decisions.info("%s from=%s route=%s case=%s: %s", mail.message_id, mail.from_.addr,
+                       cls.route, number, decision.summary)
+
+    def apply_env(self, now: datetime) -> ApplyEnv:
+        org = self.cfg.organisation
+        n = self.cfg.numbering
+        return ApplyEnv(now=now, tz=self.tz,
+                        numbering={"internal": n.internal, "customer": n.customer,
+                                   "supplier": n.supplier},
+                        letters=self.letters, from_addr=org.address, org_name=org.name,
+                        msgid_domain=org.msgid_domain,
+                        replies_per_hour=self.cfg.limits.replies_per_sender_per_hour)
+
+    async def _quarantine(self, row: Message, reason: str) -> None:
+        errors.warning("uid %s quarantined: %s", row.uid, reason)
+        await self.store.finish(row, "quarantined", self.cfg.mailbox.quarantine_folder,
+                                reason[:2000])
+        self.counters.quarantined += 1

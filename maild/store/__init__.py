@@ -1,0 +1,387 @@
+"""The store: tortoise-orm over SQLite or PostgreSQL, raw bytes on disk beside it.
+
+Every case change, its timeline entries and its outgoing letters are written in one
+transaction (``apply``); the sender drains the outbox separately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from maild.classify import Classification, Known
+from maild.effects import CaseView, Decision, Note, OpenCase, SendLetter, UpdateCase
+from maild.letters import Letters, compose, letter_subject, new_message_id
+from maild.message import ParsedMail
+from maild.sources.base import Fetched
+from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry
+
+MODELS = "maild.store.models"
+
+
+class RawStore:
+    """Raw message bytes, content-addressed (``ab/abcdef….eml``), written before any effect."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, raw: bytes) -> tuple[str, str]:
+        sha = hashlib.sha256(raw).hexdigest()
+        rel = f"{sha[:2]}/{sha}.eml"
+        path = self.root / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(raw)
+            os.replace(tmp, path)
+        return sha, rel
+
+    def get(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+
+def tortoise_url(url: str, base_dir: Path) -> str:
+    """Resolve a relative ``sqlite://var/maild.db`` against the config's folder."""
+    if url.startswith("sqlite://") and not url.startswith("sqlite://:memory:"):
+        rest = url[len("sqlite://"):]
+        path, _, query = rest.partition("?")
+        p = Path(path) if path.startswith("/") else base_dir / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite://{p}" + (f"?{query}" if query else "")
+    if url.startswith("postgresql://"):
+        return "postgres://" + url[len("postgresql://"):]
+    return url
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What the sender needs of one outbox row."""
+
+    id: int
+    message_id: str
+    mail_from: str
+    rcpt: list[str]
+    raw: bytes
+    attempts: int
+
+
+class Store:
+    def __init__(self, url: str, raw_root: Path, base_dir: Path = Path(".")) -> None:
+        self.url = tortoise_url(url, base_dir)
+        # tortoise caches SQL per connection name: one name per backend (LIBRARY-NOTES 12)
+        self.conn = "sqlite" if self.url.startswith("sqlite") else "postgres"
+        self.raw = RawStore(raw_root)
+
+    async def open(self) -> None:
+        await Tortoise.init(config={
+            "connections": {self.conn: self.url},
+            "apps": {"maild": {"models": [MODELS], "default_connection": self.conn}},
+            "use_tz": True, "timezone": "UTC",
+        })
+        await Tortoise.generate_schemas(safe=True)
+
+    async def close(self) -> None:
+        await Tortoise.close_connections()
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def checkpoint(self, source: str, uidvalidity: int) -> int:
+        """The last UID handled in ``source``; reset to 0 when UIDVALIDITY changed."""
+        cp, _ = await Checkpoint.get_or_create(source=source)
+        if cp.uidvalidity != uidvalidity:
+            cp.uidvalidity, cp.last_uid = uidvalidity, 0
+            await cp.save()
+        return int(cp.last_uid)
+
+    async def advance(self, source: str, uidvalidity: int, last_uid: int) -> None:
+        await Checkpoint.filter(source=source, uidvalidity=uidvalidity,
+                                last_uid__lt=last_uid).update(last_uid=last_uid)
+
+    async def record_fetched(self, source: str, uidvalidity: int, batch: Sequence[Fetched],
+                             now: datetime) -> list[Message]:
+        """Keep every fetched message's raw bytes and a ``received`` row, in one commit."""
+        uids = [f.uid for f in batch]
+        existing = {m.uid: m for m in await Message.filter(
+            mailbox=source, uidvalidity=uidvalidity, uid__in=uids)}
+        rows: list[Message] = []
+        async with in_transaction(self.conn):
+            for f in batch:
+                row = existing.get(f.uid)
+                if row is None:
+                    sha, rel = self.raw.put(f.raw)
+                    row = await Message.create(
+                        direction="in", mailbox=source, uidvalidity=uidvalidity, uid=f.uid,
+                        raw_size=len(f.raw), raw_path=rel, sha256=sha, state="received", at=now)
+                rows.append(row)
+        return rows
+
+    async def duplicate_of(self, row: Message) -> Message | None:
+        """An earlier copy of the same bytes already handled (e.g. after a UIDVALIDITY reset)."""
+        return await Message.filter(direction="in", sha256=row.sha256,
+                                    state__in=("processed", "quarantined")
+                                    ).exclude(id=row.id).first()
+
+    async def finish(self, row: Message, state: str, folder: str, reason: str | None) -> None:
+        row.state, row.route, row.reason = state, folder, reason
+        await row.save(update_fields=["state", "route", "reason"])
+
+    async def pending_moves(self, source: str, uidvalidity: int) -> dict[str, list[int]]:
+        rows = await Message.filter(mailbox=source, uidvalidity=uidvalidity, moved=False,
+                                    state__in=("processed", "quarantined", "duplicate")
+                                    ).values_list("uid", "route")
+        out: dict[str, list[int]] = {}
+        for uid, folder in rows:
+            out.setdefault(folder, []).append(int(uid))
+        return out
+
+    async def mark_moved(self, source: str, uidvalidity: int, uids: Iterable[int]) -> None:
+        await Message.filter(mailbox=source, uidvalidity=uidvalidity,
+                             uid__in=list(uids)).update(moved=True)
+
+    # -- decisions ------------------------------------------------------------------------
+
+    async def known(self, mail: ParsedMail, candidates: Sequence[str]) -> Known:
+        refs = list(dict.fromkeys((*mail.in_reply_to, *mail.references)))
+        by_id: dict[str, str] = {}
+        if refs:
+            for mid, number in await Message.filter(
+                    message_id__in=refs, case_id__isnull=False).values_list(
+                    "message_id", "case__number"):
+                by_id[mid] = number
+        numbers: set[str] = set()
+        if candidates:
+            numbers = set(await Case.filter(number__in=list(candidates)).values_list(
+                "number", flat=True))
+        return Known(by_id, frozenset(numbers))
+
+    async def case_view(self, number: str) -> CaseView | None:
+        c = await Case.get_or_none(number=number)
+        return None if c is None else _view(c)
+
+    async def apply(self, row: Message, mail: ParsedMail, cls: Classification,
+                    decision: Decision, env: ApplyEnv, folder: str) -> str | None:
+        """Persist a decision with the mail's row, in one transaction. Returns the case number."""
+        async with in_transaction(self.conn):
+            case = await Case.get_or_none(number=cls.case_number) if cls.case_number else None
+            for effect in decision.effects:
+                if isinstance(effect, OpenCase):
+                    case = await self._open(effect, env)
+                elif isinstance(effect, UpdateCase) and case is not None:
+                    _update(case, effect)
+                    case.updated_at = env.now
+                    await case.save()
+                elif isinstance(effect, Note) and case is not None:
+                    await TimelineEntry.create(case=case, at=env.now, kind=effect.kind,
+                                               actor=effect.actor, message_id=mail.message_id
+                                               or None, text=_clean(effect.text))
+                elif isinstance(effect, SendLetter):
+                    await self._enqueue(effect, case, mail, env)
+            row.message_id = mail.message_id
+            row.case = case  # type: ignore[assignment]
+            row.sender = mail.from_.addr[:320]
+            row.subject = _clean(mail.subject)
+            row.state, row.route, row.reason = "processed", folder, None
+            row.rules = cls.as_dict()
+            await row.save()
+        return case.number if case else None
+
+    async def _open(self, effect: OpenCase, env: ApplyEnv) -> Case:
+        fmt = env.numbering[effect.process]
+        year = env.now.astimezone(env.tz).year if env.tz else env.now.year
+        seq = await self._next(f"{effect.process}:{effect.number_key}:{year}")
+        number = fmt.format(year=year, seq=seq, dept=effect.number_key)
+        return await Case.create(
+            number=number, process=effect.process, step=effect.step, status="open",
+            subject=_clean(effect.subject), department=effect.department,
+            urgent=effect.urgent, language=effect.language, parties=list(effect.parties),
+            opened_at=env.now, updated_at=env.now, data={})
+
+    async def _next(self, key: str) -> int:
+        """The next value of a yearly sequence, atomically (upsert ... returning)."""
+        conn = Tortoise.get_connection(self.conn)
+        ph = "?" if self.conn == "sqlite" else "$1"
+        _, rows = await conn.execute_query(
+            f"INSERT INTO counters (key, value) VALUES ({ph}, 1) "
+            "ON CONFLICT (key) DO UPDATE SET value = counters.value + 1 RETURNING value",
+            [key])
+        return int(rows[0]["value"])
+
+    async def _enqueue(self, letter: SendLetter, case: Case | None, mail: ParsedMail,
+                       env: ApplyEnv) -> None:
+        rcpt = [a for a in (*letter.to, *letter.cc) if a]
+        if not rcpt:
+            return
+        if letter.automatic and await self._over_limit(rcpt[0], env):
+            if case is not None:
+                await TimelineEntry.create(
+                    case=case, at=env.now, kind="rate_limited", actor="maild",
+                    message_id=None, text=f"automatic {letter.letter} to {rcpt[0]} suppressed: "
+                    f"more than {env.replies_per_hour} automatic replies in an hour")
+            return
+        context = {**letter.context, "number": case.number if case else ""}
+        rendered = env.letters.render(letter.letter, letter.language, context)
+        mid = new_message_id(env.msgid_domain)
+        refs = [*mail.references[-8:], mail.message_id] if mail.message_id else []
+        raw = compose(rendered, message_id=mid, from_addr=env.from_addr, from_name=env.org_name,
+                      to=letter.to, cc=letter.cc, case_number=case.number if case else None,
+                      in_reply_to=mail.message_id or None, references=refs, now=env.now)
+        await Outbox.create(case=case, message_id=mid, letter=letter.letter,
+                            mail_from=env.from_addr, rcpt=rcpt, rcpt_key=rcpt[0],
+                            automatic=letter.automatic, body=raw, state="pending",
+                            next_attempt_at=env.now, created_at=env.now)
+        await Message.create(direction="out", message_id=mid, case=case, state="queued",
+                             sender=env.from_addr,
+                             subject=letter_subject(rendered, case.number if case else None),
+                             raw_size=len(raw), at=env.now)
+        if case is not None:
+            await TimelineEntry.create(case=case, at=env.now, kind="letter", actor="maild",
+                                       message_id=mid,
+                                       text=f"{letter.letter} → {', '.join(rcpt)}")
+
+    async def _over_limit(self, addr: str, env: ApplyEnv) -> bool:
+        if env.replies_per_hour <= 0:
+            return False
+        n = await Outbox.filter(rcpt_key=addr, automatic=True,
+                                created_at__gte=env.now - timedelta(hours=1)).count()
+        return n >= env.replies_per_hour
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    async def claim(self, now: datetime, limit: int, lease: timedelta) -> list[Outgoing]:
+        """Lease due outbox rows to this caller; safe with several daemons on PostgreSQL."""
+        free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+        ids = await Outbox.filter(free, state="pending", next_attempt_at__lte=now
+                                  ).order_by("id").limit(limit).values_list("id", flat=True)
+        if not ids:
+            return []
+        token = uuid.uuid4().hex
+        await Outbox.filter(free, id__in=list(ids), state="pending").update(
+            lease_until=now + lease, lease_owner=token)
+        rows = await Outbox.filter(lease_owner=token).order_by("id")
+        return [Outgoing(r.id, r.message_id, r.mail_from, list(r.rcpt), bytes(r.body),
+                         r.attempts) for r in rows]
+
+    async def sent(self, out: Outgoing, now: datetime, note: str | None = None) -> None:
+        await Outbox.filter(id=out.id).update(state="sent", sent_at=now, lease_until=None,
+                                              lease_owner=None, attempts=out.attempts + 1,
+                                              last_error=note)
+
+    async def failed(self, out: Outgoing, now: datetime, error: str, *, permanent: bool,
+                     max_attempts: int) -> bool:
+        """Record a failed attempt; True when the letter is given up."""
+        attempts = out.attempts + 1
+        give_up = permanent or attempts >= max_attempts
+        delay = timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1)))
+        await Outbox.filter(id=out.id).update(
+            state="failed" if give_up else "pending", attempts=attempts,
+            next_attempt_at=now + delay, lease_until=None, lease_owner=None,
+            last_error=error[:2000])
+        if give_up:
+            row = await Outbox.get(id=out.id)
+            if row.case_id is not None:  # type: ignore[attr-defined]
+                await TimelineEntry.create(case_id=row.case_id,  # type: ignore[attr-defined]
+                                           at=now, kind="send_failed", actor="maild",
+                                           message_id=out.message_id, text=error[:2000])
+        return give_up
+
+    async def pending_letters(self) -> int:
+        return await Outbox.filter(state="pending").count()
+
+    # -- reading cases ----------------------------------------------------------------------
+
+    async def cases(self, *, open_only: bool = False, process: str | None = None
+                    ) -> list[dict[str, Any]]:
+        q = Case.all().order_by("id")
+        if open_only:
+            q = q.filter(status__in=("open", "waiting"))
+        if process:
+            q = q.filter(process=process)
+        return [case_dict(c) for c in await q]
+
+    async def inbound(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest inbound messages with their outcome, oldest first."""
+        rows = await Message.filter(direction="in").order_by("-id").limit(limit
+                                                                          ).prefetch_related("case")
+        return [{"uid": m.uid, "from": m.sender, "subject": m.subject, "state": m.state,
+                 "route": (m.rules or {}).get("route") or m.route,
+                 "case": m.case.number if m.case else "", "reason": m.reason}
+                for m in reversed(rows)]
+
+    async def letters(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest outgoing letters with their delivery state, oldest first."""
+        rows = await Outbox.filter().order_by("-id").limit(limit).prefetch_related("case")
+        subjects = dict(await Message.filter(
+            direction="out", message_id__in=[r.message_id for r in rows]).values_list(
+            "message_id", "subject"))
+        return [{"case": r.case.number if r.case else "", "letter": r.letter,
+                 "to": ", ".join(r.rcpt), "subject": subjects.get(r.message_id, ""),
+                 "state": r.state, "message_id": r.message_id}
+                for r in reversed(rows)]
+
+    async def case(self, number: str) -> dict[str, Any] | None:
+        c = await Case.get_or_none(number=number)
+        if c is None:
+            return None
+        out = case_dict(c)
+        out["timeline"] = [
+            {"at": t.at.isoformat(), "kind": t.kind, "actor": t.actor,
+             "message_id": t.message_id, "text": t.text}
+            for t in await TimelineEntry.filter(case=c).order_by("id")]
+        return out
+
+
+@dataclass(frozen=True)
+class ApplyEnv:
+    """What ``Store.apply`` needs besides the decision: clock, identity, letters, limits."""
+
+    now: datetime
+    tz: Any
+    numbering: dict[str, str]
+    letters: Letters
+    from_addr: str
+    org_name: str
+    msgid_domain: str
+    replies_per_hour: int
+
+
+def _clean(s: str) -> str:
+    """Text as the databases accept it: PostgreSQL refuses NUL characters."""
+    return s.replace("\x00", "")
+
+
+def _update(case: Case, u: UpdateCase) -> None:
+    if u.step:
+        case.step = u.step
+    if u.status:
+        case.status = u.status
+    for p in u.add_parties:
+        if p not in case.parties:
+            case.parties = [*case.parties, p]
+    if u.data:
+        case.data = {**case.data, **u.data}
+
+
+def _view(c: Case) -> CaseView:
+    return CaseView(c.number, c.process, c.step, c.status, c.subject, c.department, c.urgent,
+                    c.language, tuple(c.parties), dict(c.data))
+
+
+def case_dict(c: Case) -> dict[str, Any]:
+    return {
+        "number": c.number, "process": c.process, "step": c.step, "status": c.status,
+        "subject": c.subject, "department": c.department, "urgent": c.urgent,
+        "opened_at": c.opened_at.isoformat(),
+        "due_at": c.due_at.isoformat() if c.due_at else None,
+        "closed_at": c.closed_at.isoformat() if c.closed_at else None,
+        "parties": list(c.parties),
+    }

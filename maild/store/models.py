@@ -1,0 +1,115 @@
+"""Tortoise models: cases, their timelines, every message in and out, the outbox."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+#: RFC 5322 caps a header line at 998 characters; an id longer than that is not mail.
+MESSAGE_ID_MAX = 998
+
+
+class Case(Model):
+    id = fields.IntField(primary_key=True)
+    number = fields.CharField(64, unique=True)
+    process = fields.CharField(16)  # internal / customer / supplier
+    step = fields.CharField(32)
+    status = fields.CharField(16, default="open")  # open / waiting / closed / archived
+    subject = fields.TextField()
+    department = fields.CharField(64, null=True)
+    urgent = fields.BooleanField(default=False)
+    language = fields.CharField(8, default="zh")
+    parties = fields.JSONField(default=list)  # external and staff addresses on the case
+    opened_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+    due_at = fields.DatetimeField(null=True)
+    closed_at = fields.DatetimeField(null=True)
+    data = fields.JSONField(default=dict)  # process-specific state
+
+    class Meta:
+        table = "cases"
+
+
+class TimelineEntry(Model):
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "maild.Case", related_name="timeline", on_delete=fields.CASCADE)
+    at = fields.DatetimeField()
+    kind = fields.CharField(32)
+    actor = fields.CharField(320)
+    message_id = fields.CharField(MESSAGE_ID_MAX, null=True)
+    text = fields.TextField()
+
+    class Meta:
+        table = "timeline"
+        ordering = ["id"]
+
+
+class Message(Model):
+    """Every message seen or written: inbound (with its mailbox position) and outbound."""
+
+    id = fields.IntField(primary_key=True)
+    direction = fields.CharField(3)  # in / out
+    message_id = fields.CharField(MESSAGE_ID_MAX, default="", db_index=True)
+    case: fields.ForeignKeyNullableRelation[Case] = fields.ForeignKeyField(
+        "maild.Case", related_name="messages", null=True, on_delete=fields.SET_NULL)
+    mailbox = fields.CharField(255, null=True)
+    uidvalidity = fields.BigIntField(null=True)
+    uid = fields.BigIntField(null=True)
+    raw_size = fields.IntField(default=0)
+    raw_path = fields.CharField(255, default="")  # relative to the raw store
+    sha256 = fields.CharField(64, default="", db_index=True)
+    # in: received / processed / quarantined / duplicate; out: queued
+    state = fields.CharField(16)
+    route = fields.CharField(32, default="")  # where the mailbox copy went: Processed, ...
+    reason = fields.TextField(null=True)
+    moved = fields.BooleanField(default=False)
+    sender = fields.CharField(320, default="")
+    subject = fields.TextField(default="")
+    at = fields.DatetimeField()
+    rules = fields.JSONField(null=True)
+
+    class Meta:
+        table = "messages"
+        unique_together = (("mailbox", "uidvalidity", "uid"),)
+
+
+class Outbox(Model):
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyNullableRelation[Case] = fields.ForeignKeyField(
+        "maild.Case", related_name="outbox", null=True, on_delete=fields.SET_NULL)
+    message_id = fields.CharField(MESSAGE_ID_MAX, unique=True)
+    letter = fields.CharField(64)
+    mail_from = fields.CharField(320)
+    rcpt = fields.JSONField()
+    rcpt_key = fields.CharField(320, default="", db_index=True)  # first recipient, for limits
+    automatic = fields.BooleanField(default=True)
+    body = fields.BinaryField()  # the composed letter, exactly as it will be sent
+    state = fields.CharField(16, default="pending", db_index=True)  # pending / sent / failed
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    lease_until = fields.DatetimeField(null=True)
+    lease_owner = fields.CharField(64, null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox"
+
+
+class Checkpoint(Model):
+    source = fields.CharField(255, primary_key=True)
+    uidvalidity = fields.BigIntField(default=0)
+    last_uid = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "checkpoints"
+
+
+class Counter(Model):
+    key = fields.CharField(128, primary_key=True)
+    value = fields.IntField(default=0)
+
+    class Meta:
+        table = "counters"
