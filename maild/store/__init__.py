@@ -210,7 +210,7 @@ class Store:
         """The next value of a yearly sequence, atomically (upsert ... returning)."""
         conn = Tortoise.get_connection(self.conn)
         ph = "?" if self.conn == "sqlite" else "$1"
-        _, rows = await conn.execute_query(
+        rows = await conn.execute_query_dict(
             f"INSERT INTO counters (key, value) VALUES ({ph}, 1) "
             "ON CONFLICT (key) DO UPDATE SET value = counters.value + 1 RETURNING value",
             [key])

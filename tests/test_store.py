@@ -1,0 +1,177 @@
+"""The store on SQLite and on PostgreSQL: intake rows, one-transaction decisions, the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from support import NOW, make_config, mail, open_store
+from tortoise.exceptions import ValidationError
+
+from maild.classify import classify, subject_tags
+from maild.directory import Directory
+from maild.effects import Context
+from maild.engine import decide
+from maild.letters import LetterError, Letters
+from maild.parse import parse_mail
+from maild.pipeline import Intake
+from maild.sources.base import Fetched
+from maild.store import Store
+from maild.store.models import Case, Message, Outbox, TimelineEntry
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path) as s:
+        yield s
+
+
+class Deciding:
+    """Decide and apply one raw mail the way the intake does, without a mailbox."""
+
+    def __init__(self, store: Store, base: Path, letters: Letters | None = None) -> None:
+        self.store = store
+        self.cfg = make_config(base)
+        self.intake = Intake(self.cfg, None, store, letters or Letters(),  # type: ignore[arg-type]
+                             lambda: NOW)
+        self.uid = 0
+
+    async def feed(self, raw: bytes, now=NOW) -> tuple[Message, str | None]:
+        self.uid += 1
+        [row] = await self.store.record_fetched("test", 1, [Fetched(self.uid, raw)], now)
+        m = parse_mail(raw)
+        known = await self.store.known(m, subject_tags(m.subject))
+        d = Directory(self.cfg.directory, self.cfg.routing.staff_domains,
+                      self.cfg.organisation.address)
+        cls = classify(m, d, known, msgid_domain="example.test")
+        case = await self.store.case_view(cls.case_number) if cls.case_number else None
+        decision = decide(m, cls, case, Context(now, "示例", "service@example.test", "zh", d))
+        number = await self.store.apply(row, m, cls, decision, self.intake.apply_env(now),
+                                        "Processed")
+        return row, number
+
+
+async def test_raw_bytes_kept_before_anything_and_rows_idempotent(store: Store) -> None:
+    raw = mail("a@huaxin.example.cn", "询价", charset="gbk")
+    rows = await store.record_fetched("inbox", 7, [Fetched(1, raw), Fetched(2, raw + b"x")], NOW)
+    assert [r.state for r in rows] == ["received", "received"]
+    assert store.raw.get(rows[0].raw_path) == raw
+    again = await store.record_fetched("inbox", 7, [Fetched(1, raw)], NOW)
+    assert again[0].id == rows[0].id
+    assert await Message.filter(direction="in").count() == 2
+
+
+async def test_new_case_timeline_letter_in_one_transaction(store: Store, tmp_path: Path) -> None:
+    d = Deciding(store, tmp_path)
+    _, n1 = await d.feed(mail("王经理 <wang@huaxin.example.cn>", "产品询价"))
+    _, n2 = await d.feed(mail("sales@hengda.example.cn", "报价单"))
+    _, n3 = await d.feed(mail("wang@huaxin.example.cn", "另一个需求"))
+    _, n4 = await d.feed(mail("li@corp.example.test", "[技术部] 协助测试"))
+    assert (n1, n2, n3, n4) == ("2026-客-001", "2026-供-001", "2026-客-002", "2026-技-001")
+    case = await Case.get(number=n1)
+    assert case.process == "customer" and case.step == "requirements"
+    kinds = [t.kind for t in await TimelineEntry.filter(case=case)]
+    assert kinds == ["opened", "letter"]
+    out = await Outbox.get(case=case)
+    assert out.rcpt == ["wang@huaxin.example.cn"] and out.state == "pending"
+    letter = email.message_from_bytes(out.body, policy=email.policy.default)
+    assert letter["Subject"].startswith("[2026-客-001] ")
+    assert letter["Auto-Submitted"] == "auto-replied"
+    assert letter["Message-ID"] == out.message_id
+    assert await Message.filter(direction="out", message_id=out.message_id,
+                                case=case).exists()
+
+
+async def test_reply_threads_by_our_message_id(store: Store, tmp_path: Path) -> None:
+    d = Deciding(store, tmp_path)
+    _, number = await d.feed(mail("wang@huaxin.example.cn", "产品询价"))
+    ack = await Outbox.get(case__number=number)
+    _, again = await d.feed(mail("wang@huaxin.example.cn", "Re: 回复", "补充需求",
+                                 In_Reply_To=ack.message_id))
+    assert again == number
+    assert await Case.all().count() == 1
+    kinds = [t.kind for t in await TimelineEntry.filter(case__number=number)]
+    assert kinds == ["opened", "letter", "reply"]
+
+
+async def test_broken_template_rolls_back_the_whole_decision(store: Store,
+                                                             tmp_path: Path) -> None:
+    bad = tmp_path / "tpl"
+    bad.mkdir()
+    (bad / "ack.zh.txt.j2").write_text("Subject: x\n\n{{ no_such_variable }}\n")
+    (bad / "ack.zh.html.j2").write_text("<p>x</p>")
+    d = Deciding(store, tmp_path, Letters(bad))
+    with pytest.raises(LetterError, match="no_such_variable"):
+        await d.feed(mail("wang@huaxin.example.cn", "询价"))
+    assert await Case.all().count() == 0
+    assert await Outbox.all().count() == 0
+    assert await TimelineEntry.all().count() == 0
+    # the counter rolled back too: the next good mail still gets number 001
+    d2 = Deciding(store, tmp_path)
+    _, number = await d2.feed(mail("wang@huaxin.example.cn", "询价"))
+    assert number == "2026-客-001"
+
+
+async def test_overlong_message_id_is_refused_by_the_store(store: Store, tmp_path: Path) -> None:
+    d = Deciding(store, tmp_path)
+    with pytest.raises(ValidationError):
+        await d.feed(mail("wang@huaxin.example.cn", "询价", msgid="<" + "x" * 1200 + "@a>"))
+    assert await Case.all().count() == 0
+
+
+async def test_claim_leases_rows_to_one_caller(store: Store, tmp_path: Path) -> None:
+    d = Deciding(store, tmp_path)
+    for i in range(6):
+        await d.feed(mail(f"c{i}@huaxin.example.cn", f"询价 {i}"))
+    a, b = await asyncio.gather(store.claim(NOW, 4, timedelta(minutes=5)),
+                                store.claim(NOW, 4, timedelta(minutes=5)))
+    ids_a, ids_b = {o.id for o in a}, {o.id for o in b}
+    assert not ids_a & ids_b  # never the same letter to two senders
+    rest = {o.id for o in await store.claim(NOW, 10, timedelta(minutes=5))}
+    assert not rest & (ids_a | ids_b)
+    assert len(ids_a | ids_b | rest) == 6
+    # leased rows are not handed out again until the lease ends
+    assert await store.claim(NOW, 10, timedelta(minutes=5)) == []
+    assert len(await store.claim(NOW + timedelta(minutes=6), 10, timedelta(minutes=5))) == 6
+
+
+async def test_transient_failure_backs_off_and_permanent_gives_up(store: Store,
+                                                                  tmp_path: Path) -> None:
+    d = Deciding(store, tmp_path)
+    _, number = await d.feed(mail("wang@huaxin.example.cn", "询价"))
+    [out] = await store.claim(NOW, 10, timedelta(minutes=5))
+    assert not await store.failed(out, NOW, "451 try later", permanent=False, max_attempts=3)
+    assert await store.claim(NOW + timedelta(seconds=10), 10, timedelta(minutes=5)) == []
+    [out] = await store.claim(NOW + timedelta(seconds=31), 10, timedelta(minutes=5))
+    assert out.attempts == 1
+    assert await store.failed(out, NOW, "550 no such user", permanent=True, max_attempts=3)
+    row = await Outbox.get(id=out.id)
+    assert row.state == "failed" and "550" in (row.last_error or "")
+    notes = await TimelineEntry.filter(case__number=number, kind="send_failed")
+    assert len(notes) == 1
+
+
+async def test_rate_limit_on_automatic_replies(store: Store, tmp_path: Path) -> None:
+    d = Deciding(store, tmp_path)
+    d.intake.cfg = make_config(tmp_path, "[limits]\nreplies_per_sender_per_hour = 2\n")
+    for i in range(3):
+        await d.feed(mail("flood@huaxin.example.cn", f"询价 {i}"))
+    assert await Outbox.filter(rcpt_key="flood@huaxin.example.cn").count() == 2
+    assert await TimelineEntry.filter(kind="rate_limited").count() == 1
+    # an hour later the sender is answered again
+    await d.feed(mail("flood@huaxin.example.cn", "询价 4"), now=NOW + timedelta(hours=1, seconds=1))
+    assert await Outbox.filter(rcpt_key="flood@huaxin.example.cn").count() == 3
+
+
+async def test_checkpoint_resets_when_uidvalidity_changes(store: Store) -> None:
+    assert await store.checkpoint("inbox", 5) == 0
+    await store.advance("inbox", 5, 42)
+    assert await store.checkpoint("inbox", 5) == 42
+    await store.advance("inbox", 5, 7)  # never goes backwards
+    assert await store.checkpoint("inbox", 5) == 42
+    assert await store.checkpoint("inbox", 6) == 0
