@@ -79,6 +79,8 @@ class Smtp(_Model):
     password_file: str | None = None
     timeout: float = 30.0
     max_attempts: int = Field(8, ge=1)
+    # a sender leases letters while it sends them; a killed sender's letters wait this long
+    lease_seconds: float = Field(120.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -45,6 +45,7 @@ class Daemon:
             try:
                 sent, failed = await drain(app.store, app.sender, app.clock,
                                            max_attempts=app.cfg.smtp.max_attempts,
+                                           lease=app.cfg.smtp.lease_seconds,
                                            should_stop=self.stopping.is_set)
                 self.sent += sent
                 self.send_failures += failed

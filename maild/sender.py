@@ -128,13 +128,13 @@ def make_sender(url: str, base_dir: Path, **smtp_kwargs: object) -> MailSender:
 
 
 async def drain(store: Store, sender: MailSender, clock: Callable[[], datetime], *,
-                max_attempts: int = 8, batch: int = 100,
+                max_attempts: int = 8, batch: int = 50, lease: float = 120.0,
                 should_stop: Callable[[], bool] = lambda: False) -> tuple[int, int]:
     """Send every due letter; returns (sent, failed attempts). Stops at the first connection
     failure so an unreachable server is retried later rather than hammered."""
     sent = failed = 0
     while not should_stop():
-        rows = await store.claim(clock(), batch, timedelta(minutes=5))
+        rows = await store.claim(clock(), batch, timedelta(seconds=lease))
         if not rows:
             break
         for out in rows:

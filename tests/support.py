@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+import email.policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -71,7 +72,7 @@ def mail(sender: str, subject: str, body: str = "您好，请报价。", *, char
     for name, payload in attachments:
         m.add_attachment(payload, maintype="application", subtype="octet-stream",
                          filename=name)
-    return m.as_bytes()
+    return m.as_bytes(policy=email.policy.SMTP)  # CRLF, as mail travels (and Dovecot stores)
 
 
 @asynccontextmanager
