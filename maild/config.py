@@ -45,6 +45,7 @@ class Organisation(_Model):
 
 class Database(_Model):
     url: str = "sqlite://var/maild.db"
+    raw_dir: str = "var/raw"  # every message's raw bytes, content-addressed
 
     @field_validator("url")
     @classmethod
@@ -203,7 +204,7 @@ class Config(_Model):
 
     @property
     def raw_dir(self) -> Path:
-        return self.path("var/raw")
+        return self.path(self.database.raw_dir)
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
