@@ -86,7 +86,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         attachments=tuple(walk.attachments),
         in_reply_to=_ids(" ".join(first("in-reply-to", []))),
         references=_ids(" ".join(first("references", []))),
-        signals={name: _text(first(name)[0]) for name in SIGNALS if name in headers},
+        signals={name: _text(headers[name][0]) for name in SIGNALS if name in headers},
         defects=_defects(parser.defects, walk.defects),
     )
 
@@ -236,8 +236,7 @@ class _Walk:
             ctype = view.get_content_type()
             # get_payload() of a leaf applies its charset, which may raise: only ask containers
             if ctype.startswith("multipart/") and part.is_multipart():
-                children = part.get_payload()
-                stack.extend((child, depth + 1) for child in reversed(children))
+                stack.extend((child, depth + 1) for child in reversed(_children(part)))
             else:
                 self._leaf(part, view, ctype)
 
@@ -246,7 +245,7 @@ class _Walk:
         if ctype.startswith("message/"):
             payload = _embedded(part, view)
         else:
-            payload = part.get_payload(decode=True) or b""
+            payload = _payload(part)
             body = ctype in ("text/plain", "text/html") and not name
             if body and view.get_content_disposition() != "attachment":
                 self._body(payload, ctype, view.get_content_charset())
@@ -308,8 +307,8 @@ def _made_up_name(ctype: str, content_id: str, index: int) -> str:
 def _embedded(part: Message, view: Message) -> bytes:
     """Bytes of an attached message (message/rfc822, delivery-status...) as one file."""
     if not part.is_multipart():
-        return part.get_payload(decode=True) or b""
-    data = b"".join(_flatten(message) for message in part.get_payload())
+        return _payload(part)
+    data = b"".join(_flatten(message) for message in _children(part))
     encoding = str(view.get("content-transfer-encoding", "")).strip().lower()
     try:  # an encoded message/* part is invalid but seen; the parser kept the encoded text
         if encoding == "base64":
@@ -326,5 +325,14 @@ def _flatten(message: Message) -> bytes:
         return message.as_bytes()
     except Exception:  # the generator refuses some charsets or structures; keep headers+text
         head = "".join(f"{name}: {value}\n" for name, value in message.raw_items())
-        body = b"" if message.is_multipart() else message.get_payload(decode=True) or b""
-        return f"{head}\n".encode("utf-8", "surrogateescape") + body
+        return f"{head}\n".encode("utf-8", "surrogateescape") + _payload(message)
+
+
+def _payload(part: Message) -> bytes:
+    """A leaf's payload with its transfer encoding undone (b"" for containers)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _children(part: Message) -> list[Message]:
+    return [child for child in part.get_payload() if isinstance(child, Message)]

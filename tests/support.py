@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import email.policy
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-import email.policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path

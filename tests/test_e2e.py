@@ -77,9 +77,11 @@ def deployment(tmp_path: Path, dovecot: DovecotServer, smtp_sink: SmtpSink) -> D
     return Deployment(tmp_path, dovecot, smtp_sink)
 
 
-GBK_INQUIRY = dict(sender="王经理 <wang@huaxin.example.cn>", subject="产品询价：定制工控主板（镕铭系列）",
-                   body="您好：\n我司计划采购定制工控主板 200 套，要求宽温，期望 1 月交付。\n王喆\n",
-                   charset="gbk")
+GBK_INQUIRY = dict(
+    sender="王经理 <wang@huaxin.example.cn>",
+    subject="产品询价：定制工控主板（镕铭系列）",
+    body="您好：\n我司计划采购定制工控主板 200 套，要求宽温，期望 1 月交付。\n王喆\n",
+    charset="gbk")
 
 
 def test_gbk_inquiry_becomes_one_case_and_one_acknowledgement(deployment: Deployment) -> None:
@@ -140,8 +142,8 @@ def _bounce() -> bytes:
 
 def test_out_of_office_bounce_and_list_mail_get_no_answer(deployment: Deployment) -> None:
     d = deployment
-    d.dovecot.append(mail("li@huaxin.example.cn", "自动回复：产品询价", "我正在休假，12 月 8 日返回。",
-                          Auto_Submitted="auto-replied"))
+    d.dovecot.append(mail("li@huaxin.example.cn", "自动回复：产品询价",
+                          "我正在休假，12 月 8 日返回。", Auto_Submitted="auto-replied"))
     d.dovecot.append(mail("li@huaxin.example.cn", "Out of Office: inquiry", "I am away.",
                           X_Autoreply="yes"))
     d.dovecot.append(_bounce())

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support import NOW, make_config, mail, open_store
+from support import NOW, mail, make_config, open_store
 from tortoise.exceptions import ValidationError
 
 from maild.classify import classify, subject_tags

@@ -45,8 +45,8 @@ def excerpt(text: str, limit: int = 500) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
-def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: str, language: str, extra: dict[str, object] | None = None
-                ) -> SendLetter:
+def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: str,
+                language: str, extra: dict[str, object] | None = None) -> SendLetter:
     """The acknowledgement letter for a new case; the store adds the case ``number``."""
     context = {
         "org_name": ctx.org_name,
@@ -60,8 +60,8 @@ def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: st
     return SendLetter("ack", (reply_address(mail),), context, language)
 
 
-def record_reply(case: CaseView, mail: ParsedMail, cls: Classification) -> tuple[Note | UpdateCase,
-                                                                                 ...]:
+def record_reply(case: CaseView, mail: ParsedMail,
+                 cls: Classification) -> tuple[Note | UpdateCase, ...]:
     """A reply on an existing case: onto the timeline; a new external party joins the case."""
     kind = "staff_reply" if cls.sender.role == "staff" else "reply"
     effects: list[Note | UpdateCase] = [Note(kind, excerpt(mail.text) or mail.subject,

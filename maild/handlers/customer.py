@@ -1,4 +1,4 @@
-"""The external customer process (外部客户对接): opened on first contact, acknowledged on arrival."""
+"""The external customer process (外部客户对接): opened on first contact, acknowledged."""
 
 from __future__ import annotations
 

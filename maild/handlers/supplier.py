@@ -1,4 +1,4 @@
-"""The external supplier process (外部供应商协同): opened on first contact, acknowledged on arrival."""
+"""The external supplier process (外部供应商协同): opened on first contact, acknowledged."""
 
 from __future__ import annotations
 
