@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import make_config, mail
+from support import mail, make_config
 
-from maild.classify import Known, classify, clean_subject, subject_tags
+from maild.classify import Classification, Known, classify, clean_subject, subject_tags
 from maild.directory import Directory
 from maild.parse import parse_mail
 
@@ -15,7 +15,10 @@ CFG = make_config(Path("."))
 DIRECTORY = Directory(CFG.directory, CFG.routing.staff_domains, CFG.organisation.address)
 
 
-def run(raw: bytes, known: Known = Known(), default: str = "customer"):  # noqa: ANN201
+NOTHING_KNOWN = Known()
+
+
+def run(raw: bytes, known: Known = NOTHING_KNOWN, default: str = "customer") -> Classification:
     return classify(parse_mail(raw), DIRECTORY, known, default_process=default,
                     msgid_domain="example.test")
 
