@@ -72,10 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from maild import commands
+    # mail-parser warns about every part type it does not handle; our parser handles them
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    logging.getLogger("tortoise").setLevel(logging.WARNING)
+    from maild import subcommands
 
     try:
-        return int(commands.dispatch(args) or EXIT_OK)
+        return int(subcommands.dispatch(args) or EXIT_OK)
     except ConfigError as e:
         print(f"maild: configuration error:\n{e}", file=sys.stderr)
         return EXIT_ERROR

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from maild import config as cfgmod
 from maild.app import App
-from maild.commands import EXAMPLE_CONFIG, table
 from maild.daemon import Daemon
 from maild.sources.maildir import deliver
+from maild.subcommands import EXAMPLE_CONFIG, table
 
 NOW = datetime.fromisoformat("2026-12-01T10:00:00+08:00")
 

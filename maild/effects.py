@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from maild.calendar import BusinessCalendar
 from maild.directory import Directory
 
 
@@ -35,6 +36,7 @@ class Context:
     org_address: str
     language: str
     directory: Directory
+    calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,30 @@ class SendLetter:
     automatic: bool = True  # an automatic reply: counts against the sender's rate limit
 
 
-Effect = OpenCase | UpdateCase | Note | SendLetter
+@dataclass(frozen=True)
+class SetTimer:
+    """Start (or restart) a timer on the case; one pending timer per (kind, key).
+
+    ``kind`` names what happens when it fires (e.g. ``response``, ``reminder``,
+    ``milestone``, ``progress``, ``chase``); ``key`` tells timers of one kind apart
+    (an action item's id, a milestone's date); ``data`` travels to the code that fires it.
+    """
+
+    kind: str
+    due_at: datetime
+    key: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CancelTimers:
+    """Cancel the case's pending timers of these kinds (all kinds when empty)."""
+
+    kinds: tuple[str, ...] = ()
+    key: str | None = None  # only the timer with this key
+
+
+Effect = OpenCase | UpdateCase | Note | SendLetter | SetTimer | CancelTimers
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from tortoise.exceptions import DBConnectionError
 
 from maild import failpoints
+from maild.calendar import BusinessCalendar
 from maild.classify import classify, subject_tags
 from maild.config import Config
 from maild.directory import Directory
@@ -60,6 +61,7 @@ class Intake:
         self.directory = Directory(cfg.directory, cfg.routing.staff_domains,
                                    cfg.organisation.address)
         self.tz = ZoneInfo(cfg.calendar.timezone)
+        self.calendar = BusinessCalendar(cfg.calendar.settings())
         self.counters = Counters()
 
     async def poll(self, should_stop: Callable[[], bool] = lambda: False) -> Counters:
@@ -124,7 +126,7 @@ class Intake:
                        msgid_domain=self.cfg.organisation.msgid_domain)
         case = await self.store.case_view(cls.case_number) if cls.case_number else None
         org = self.cfg.organisation
-        ctx = Context(now, org.name, org.address, org.language, self.directory)
+        ctx = Context(now, org.name, org.address, org.language, self.directory, self.calendar)
         decision = decide(mail, cls, case, ctx)
         folder = self.cfg.mailbox.processed_folder
         if cls.route == "triage":

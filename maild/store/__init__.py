@@ -20,11 +20,20 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from maild.classify import Classification, Known
-from maild.effects import CaseView, Decision, Note, OpenCase, SendLetter, UpdateCase
+from maild.effects import (
+    CancelTimers,
+    CaseView,
+    Decision,
+    Note,
+    OpenCase,
+    SendLetter,
+    SetTimer,
+    UpdateCase,
+)
 from maild.letters import Letters, compose, letter_subject, new_message_id
 from maild.message import ParsedMail
 from maild.sources.base import Fetched
-from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry
+from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry, Timer
 
 MODELS = "maild.store.models"
 
@@ -186,6 +195,8 @@ class Store:
                                                or None, text=_clean(effect.text))
                 elif isinstance(effect, SendLetter):
                     await self._enqueue(effect, case, mail, env)
+                elif isinstance(effect, SetTimer | CancelTimers) and case is not None:
+                    await set_timer(case, effect, env.now)
             row.message_id = mail.message_id
             row.case = case  # type: ignore[assignment]
             row.sender = mail.from_.addr[:320]
@@ -338,6 +349,21 @@ class Store:
              "message_id": t.message_id, "text": t.text}
             for t in await TimelineEntry.filter(case=c).order_by("id")]
         return out
+
+
+async def set_timer(case: Case, effect: SetTimer | CancelTimers, now: datetime) -> None:
+    """Apply a timer effect inside the caller's transaction."""
+    pending = Timer.filter(case=case, state="pending")
+    if isinstance(effect, CancelTimers):
+        if effect.kinds:
+            pending = pending.filter(kind__in=list(effect.kinds))
+        if effect.key is not None:
+            pending = pending.filter(key=effect.key)
+        await pending.update(state="cancelled")
+        return
+    await pending.filter(kind=effect.kind, key=effect.key).update(state="cancelled")
+    await Timer.create(case=case, kind=effect.kind, key=effect.key, due_at=effect.due_at,
+                       data=dict(effect.data), created_at=now)
 
 
 @dataclass(frozen=True)

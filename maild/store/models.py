@@ -98,6 +98,27 @@ class Outbox(Model):
         table = "outbox"
 
 
+class Timer(Model):
+    """A deadline, reminder or notice of a case; written in the case change's transaction."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "maild.Case", related_name="timers", on_delete=fields.CASCADE)
+    kind = fields.CharField(32)
+    key = fields.CharField(128, default="")
+    due_at = fields.DatetimeField(db_index=True)
+    state = fields.CharField(16, default="pending", db_index=True)  # pending/fired/cancelled
+    level = fields.IntField(default=0)  # escalation level reached
+    data = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField()
+    fired_at = fields.DatetimeField(null=True)
+    lease_until = fields.DatetimeField(null=True)
+    lease_owner = fields.CharField(64, null=True)
+
+    class Meta:
+        table = "timers"
+
+
 class Checkpoint(Model):
     source = fields.CharField(255, primary_key=True)
     uidvalidity = fields.BigIntField(default=0)
