@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,20 @@ class Letters:
                                                 default_for_string=False),
             keep_trailing_newline=True,
         )
+
+    def sample(self, letter: str) -> dict[str, Any]:
+        """The example context of a letter (``<letter>.sample.toml``), for ``config check``.
+
+        It holds every variable the code provides for that letter, so a template that uses
+        anything else fails in ``maild config check``, not when the letter is due.
+        """
+        path = self.dir / f"{letter}.sample.toml"
+        if not path.exists():
+            path = DEFAULT_TEMPLATES / f"{letter}.sample.toml"
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise LetterError(f"letter {letter!r}: sample context {path}: {e}") from e
 
     def names(self) -> list[str]:
         """Every letter with a text template, e.g. ``ack.zh``."""
@@ -99,16 +114,3 @@ def compose(rendered: Rendered, *, message_id: str, from_addr: str, from_name: s
     msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
     return msg.as_bytes()
 
-
-#: Example contexts, one per letter, with every variable the code provides for it:
-#: ``maild config check`` renders each template with these, so an admin's template that
-#: uses a variable the code never provides fails there, not at 3 a.m.
-SAMPLES: dict[str, dict[str, Any]] = {
-    "ack": {"org_name": "示例科技有限公司", "sender_name": "王经理", "subject": "产品询价",
-            "process_label": "客户需求", "urgent": False, "received_at": "2026-12-01 10:00",
-            "number": "2026-客-001"},
-    "need_department": {"org_name": "示例科技有限公司", "sender_name": "李明",
-                        "subject": "新产品推广支持", "process_label": "跨部门协作",
-                        "urgent": False, "received_at": "2026-12-01 10:00",
-                        "departments": ["技术部", "市场部"], "number": ""},
-}

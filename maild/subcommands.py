@@ -61,14 +61,14 @@ def init(directory: Path, *, force: bool = False) -> int:
 
 
 def check(cfg: Config, path: Path) -> int:
-    from maild.letters import SAMPLES, LetterError
+    from maild.letters import LetterError
 
     problems: list[str] = []
     letters = make_letters(cfg)
     for name in letters.names():
         letter, _, lang = name.rpartition(".")
         try:
-            letters.render(letter, lang, SAMPLES.get(letter, {}))
+            letters.render(letter, lang, letters.sample(letter))
         except LetterError as e:
             problems.append(str(e))
     for w in cfgmod.warnings(cfg):
