@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from servers import DovecotServer, SmtpSink
-from support import DIRECTORY_TOML, mail
+from support import DIRECTORY_TOML, find_corpus, mail
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = find_corpus()
 pytestmark = pytest.mark.slow
 
 

@@ -20,12 +20,13 @@ import mailparser
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import find_corpus
 
 from maild.charset import decode_bytes, decode_words, install_aliases, recover_raw
 from maild.message import Address, ParsedMail
 from maild.parse import MAX_DEPTH, ParseError, html_to_text, parse_mail
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = find_corpus()
 
 
 def mail(*headers: str | bytes, body: bytes = b"body\r\n") -> bytes:
