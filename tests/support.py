@@ -50,8 +50,10 @@ addresses = ["sales@hengda.example.cn"]
 """
 
 
-def make_config(base: Path, extra: str = "", *, db: str | None = None) -> Config:
-    text = DIRECTORY_TOML + textwrap.dedent(extra)
+def make_config(base: Path, extra: str = "", *, db: str | None = None,
+                default_process: str = "customer") -> Config:
+    routing = f'[routing]\ndefault_process = "{default_process}"\n'
+    text = DIRECTORY_TOML.replace("[routing]\n", routing) + textwrap.dedent(extra)
     if db:
         text = f'[database]\nurl = "{db}"\n' + text
     return parse_config(text, "test.toml", str(base))

@@ -43,6 +43,13 @@ class _UidList:
     uid_of: dict[str, int] = field(default_factory=dict)  # base name -> uid
 
 
+def _new_validity() -> int:
+    """A fresh UIDVALIDITY in microseconds: a uid list recreated within the same second
+    must still differ from the old one, or old UIDs would be taken for already handled.
+    (Ours is not an IMAP server, so it need not fit in 32 bits; the store keeps 64.)"""
+    return time.time_ns() // 1000
+
+
 def _base(filename: str) -> str:
     return filename.split(":", 1)[0]
 
@@ -184,7 +191,7 @@ class MaildirSource:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
-            return _UidList(int(time.time()), 1), True
+            return _UidList(_new_validity(), 1), True
         try:
             magic, v, n = lines[0].rsplit(" ", 2)
             if magic != _MAGIC or v[0] != "V" or n[0] != "N":
@@ -199,7 +206,7 @@ class MaildirSource:
                 "%s: unreadable %s (%s); starting a new UIDVALIDITY", self.name, UIDLIST, exc
             )
             old = re.search(r"\bV(\d+)", lines[0] if lines else "")
-            validity = max(int(time.time()), int(old.group(1)) + 1 if old else 1)
+            validity = max(_new_validity(), int(old.group(1)) + 1 if old else 1)
             return _UidList(validity, 1), True
 
     def _write(self, listing: _UidList) -> None:

@@ -1,0 +1,99 @@
+"""The intake in-process on a real Maildir and SQLite: routes, folders, duplicates, letters."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from support import NOW, mail, make_config
+
+from maild.letters import Letters
+from maild.pipeline import Intake
+from maild.sender import MaildirSender, drain
+from maild.sources.maildir import UIDLIST, MaildirSource, deliver
+from maild.store import Store
+from maild.store.models import Case, Message, Outbox
+
+
+class Site:
+    def __init__(self, base: Path, default_process: str = "customer") -> None:
+        self.base = base
+        self.inbox = base / "mail"
+        self.cfg = make_config(base, default_process=default_process)
+        self.source = MaildirSource(self.inbox)
+        self.store = Store(f"sqlite://{base}/maild.db", base / "raw", base)
+        self.intake = Intake(self.cfg, self.source, self.store, Letters(), lambda: NOW)
+
+    def folder(self, name: str) -> list[Path]:
+        d = self.inbox / f".{name}" / "cur"
+        return sorted(d.iterdir()) if d.is_dir() else []
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    s = Site(tmp_path)
+    await s.store.open()
+    try:
+        yield s
+    finally:
+        await s.store.close()
+
+
+async def test_uidvalidity_reset_does_not_process_mail_twice(site: Site) -> None:
+    raws = [mail("a@huaxin.example.cn", "询价一"), mail("b@huaxin.example.cn", "询价二")]
+    for raw in raws:
+        deliver(site.inbox, raw)
+    await site.intake.poll()
+    assert await Case.all().count() == 2
+    # the server renumbers the folder (new UIDVALIDITY) and still shows the same two mails
+    for f in site.folder("Processed"):
+        shutil.copy(f, site.inbox / "new" / f.name.split(":")[0])
+    (site.inbox / UIDLIST).unlink()
+    site.intake.source = MaildirSource(site.inbox)  # a restart sees the new numbering
+    counters = await site.intake.poll()
+    assert counters.duplicates == 2
+    assert await Case.all().count() == 2
+    assert await Outbox.all().count() == 2
+    assert list((site.inbox / "new").iterdir()) == []
+
+
+async def test_unknown_sender_goes_to_triage_when_configured(tmp_path: Path) -> None:
+    s = Site(tmp_path, default_process="triage")
+    await s.store.open()
+    try:
+        deliver(s.inbox, mail("x@unknown.example", "你好"))
+        await s.intake.poll()
+        assert len(s.folder("Triage")) == 1 and s.folder("Processed") == []
+        assert await Case.all().count() == 0
+        assert await Outbox.all().count() == 0
+    finally:
+        await s.store.close()
+
+
+async def test_internal_request_without_department_asks_which_one(site: Site) -> None:
+    deliver(site.inbox, mail("nobody@corp.example.test", "[跨部门] 需要支持", "请协助。"))
+    await site.intake.poll()
+    assert await Case.all().count() == 0
+    [out] = await Outbox.all()
+    assert out.letter == "need_department" and out.rcpt == ["nobody@corp.example.test"]
+    sender = MaildirSender(site.base / "sent")
+    assert await drain(site.store, sender, lambda: NOW) == (1, 0)
+    [letter] = list((site.base / "sent" / "new").iterdir())
+    text = letter.read_bytes()
+    assert b"X-Envelope-To: nobody@corp.example.test" in text
+
+
+async def test_staff_reply_is_recorded_not_acknowledged(site: Site) -> None:
+    deliver(site.inbox, mail("a@huaxin.example.cn", "询价"))
+    await site.intake.poll()
+    ack = await Outbox.get()
+    deliver(site.inbox, mail("zhang@corp.example.test", "Re: 询价", "我来跟进。\n\n> 原文",
+                             In_Reply_To=ack.message_id))
+    await site.intake.poll()
+    assert await Outbox.all().count() == 1
+    kinds = [m.state for m in await Message.filter(direction="in")]
+    assert kinds == ["processed", "processed"]
+    case = await Case.get()
+    assert case.parties == ["a@huaxin.example.cn"]  # staff do not become parties
