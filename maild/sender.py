@@ -137,7 +137,7 @@ async def drain(store: Store, sender: MailSender, clock: Callable[[], datetime],
         rows = await store.claim(clock(), batch, timedelta(seconds=lease))
         if not rows:
             break
-        for out in rows:
+        for i, out in enumerate(rows):
             try:
                 note = await sender.send(out.mail_from, out.rcpt, out.raw)
             except SendError as e:
@@ -147,6 +147,7 @@ async def drain(store: Store, sender: MailSender, clock: Callable[[], datetime],
                 log.warning("%s send failed (%s): %s", out.message_id,
                             "given up" if gave_up else "will retry", e)
                 if not e.permanent:
+                    await store.release(rows[i + 1:])  # free for the next cycle, not the lease
                     return sent, failed
                 continue
             failpoints.hit("after_send")

@@ -282,6 +282,12 @@ class Store:
         return [Outgoing(r.id, r.message_id, r.mail_from, list(r.rcpt), bytes(r.body),
                          r.attempts) for r in rows]
 
+    async def release(self, rows: Sequence[Outgoing]) -> None:
+        """Give back leased letters that were not attempted."""
+        if rows:
+            await Outbox.filter(id__in=[o.id for o in rows], state="pending").update(
+                lease_until=None, lease_owner=None)
+
     async def sent(self, out: Outgoing, now: datetime, note: str | None = None) -> None:
         await Outbox.filter(id=out.id).update(state="sent", sent_at=now, lease_until=None,
                                               lease_owner=None, attempts=out.attempts + 1,

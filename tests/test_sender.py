@@ -1,0 +1,103 @@
+"""The outbox drain against a real SMTP server: one connection, retries, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from servers import SmtpSink, free_port
+from support import NOW, mail
+from test_store import Deciding
+
+from maild.sender import SendError, SmtpSender, drain
+from maild.store import Store
+from maild.store.models import Outbox, TimelineEntry
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(f"sqlite://{tmp_path}/maild.db", tmp_path / "raw", tmp_path)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def queue(store: Store, base: Path, n: int) -> None:
+    d = Deciding(store, base)
+    for i in range(n):
+        await d.feed(mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}"))
+
+
+async def test_drain_sends_everything_over_one_connection(store: Store, tmp_path: Path,
+                                                          smtp_sink: SmtpSink) -> None:
+    await queue(store, tmp_path, 5)
+    sender = SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}")
+    try:
+        assert await drain(store, sender, lambda: NOW) == (5, 0)
+        first = sender._smtp
+        assert first is not None and first.is_connected
+    finally:
+        await sender.close()
+    got = smtp_sink.messages
+    assert sorted(m.rcpt_tos[0] for m in got) == sorted(f"buyer{i}@huaxin.example.cn"
+                                                        for i in range(5))
+    assert {m.mail_from for m in got} == {"service@example.test"}
+    assert await Outbox.filter(state="sent").count() == 5
+    assert await drain(store, sender, lambda: NOW) == (0, 0)  # nothing sent twice
+
+
+async def test_transient_refusal_is_retried_later(store: Store, tmp_path: Path,
+                                                  smtp_sink: SmtpSink) -> None:
+    await queue(store, tmp_path, 2)
+    smtp_sink.refuse_next(1, 451)
+    sender = SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}")
+    try:
+        # the first attempt is refused: the drain stops and leaves the rest for later
+        assert await drain(store, sender, lambda: NOW) == (0, 1)
+        assert await drain(store, sender, lambda: NOW) == (1, 0)  # the second letter
+        assert await drain(store, sender, lambda: NOW + timedelta(seconds=31)) == (1, 0)
+    finally:
+        await sender.close()
+    assert len(smtp_sink.messages) == 2
+    assert await Outbox.filter(state="sent").count() == 2
+
+
+async def test_permanent_refusal_gives_up_and_notes_the_case(store: Store, tmp_path: Path,
+                                                             smtp_sink: SmtpSink) -> None:
+    await queue(store, tmp_path, 1)
+    smtp_sink.refuse_next(1, 550)
+    sender = SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}")
+    try:
+        assert await drain(store, sender, lambda: NOW) == (0, 1)
+    finally:
+        await sender.close()
+    row = await Outbox.get()
+    assert row.state == "failed" and "550" in (row.last_error or "")
+    assert await TimelineEntry.filter(kind="send_failed").count() == 1
+
+
+async def test_unreachable_server_is_a_transient_error(store: Store, tmp_path: Path) -> None:
+    await queue(store, tmp_path, 1)
+    sender = SmtpSender(f"smtp://127.0.0.1:{free_port()}", timeout=2)
+    with pytest.raises(SendError) as err:
+        await sender.send("a@b.c", ["d@e.f"], b"Subject: x\r\n\r\nx\r\n")
+    assert not err.value.permanent
+    assert await drain(store, sender, lambda: NOW) == (0, 1)
+    assert (await Outbox.get()).state == "pending"
+
+
+async def test_partially_refused_recipients_are_reported(smtp_sink: SmtpSink) -> None:
+    smtp_sink.refuse_recipient("gone@huaxin.example.cn", 550)
+    sender = SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}")
+    try:
+        note = await sender.send("service@example.test",
+                                 ["ok@huaxin.example.cn", "gone@huaxin.example.cn"],
+                                 b"Subject: x\r\n\r\nx\r\n")
+    finally:
+        await sender.close()
+    assert note is not None and "gone@huaxin.example.cn" in note and "550" in note
+    assert list(smtp_sink.messages[0].rcpt_tos) == ["ok@huaxin.example.cn"]
