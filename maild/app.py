@@ -11,6 +11,7 @@ from maild import config as cfgmod
 from maild.config import Config, ConfigError
 from maild.letters import DEFAULT_TEMPLATES, Letters
 from maild.pipeline import Intake
+from maild.process import ProcessDef, ProcessError, load_processes
 from maild.sender import MailSender, make_sender
 from maild.sources.base import MailSource
 from maild.store import Store
@@ -20,7 +21,8 @@ def make_clock(now: datetime | None) -> Callable[[], datetime]:
     """The system clock, or one fixed at ``now`` (``--now``) for the whole run."""
     if now is None:
         return lambda: datetime.now(UTC)
-    fixed = now if now.tzinfo else now.replace(tzinfo=UTC)
+    # in UTC: SQLite compares stored UTC timestamps as text, so other zones must not leak in
+    fixed = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
     return lambda: fixed
 
 
@@ -31,6 +33,14 @@ def make_store(cfg: Config) -> Store:
 def make_letters(cfg: Config) -> Letters:
     return Letters(cfg.path(cfg.letters.templates) if cfg.letters.templates
                    else DEFAULT_TEMPLATES)
+
+
+def make_processes(cfg: Config) -> dict[str, ProcessDef]:
+    """The process definitions the config names (default: the shipped ones), checked."""
+    try:
+        return load_processes(cfg.path(cfg.processes.dir) if cfg.processes.dir else None)
+    except ProcessError as e:
+        raise ConfigError(str(e)) from e
 
 
 def make_source(cfg: Config) -> MailSource:
@@ -69,4 +79,4 @@ class App:
                    Intake(cfg, source, store, make_letters(cfg), clock))
 
 
-__all__ = ["App", "ConfigError", "make_clock", "make_letters", "make_store"]
+__all__ = ["App", "ConfigError", "make_clock", "make_letters", "make_processes", "make_store"]

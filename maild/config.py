@@ -112,6 +112,10 @@ class LettersConfig(_Model):
     templates: str = ""  # a folder of templates replacing the built-in ones; "" = built-in
 
 
+class ProcessesConfig(_Model):
+    dir: str = ""  # a folder of process definitions replacing config/processes; "" = built-in
+
+
 class CalendarConfig(_Model):
     timezone: str = "Asia/Shanghai"
     working_hours: tuple[str, ...] = ("09:00-12:00", "13:30-18:00")
@@ -158,6 +162,7 @@ class Party(_Model):
     addresses: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
     language: Literal["zh", "en"] | None = None
+    contact: str = ""  # the account manager or buyer in charge of this party's cases
 
 
 class Manager(_Model):
@@ -193,6 +198,7 @@ class Config(_Model):
     routing: Routing = Routing()
     limits: Limits = Limits()
     letters: LettersConfig = LettersConfig()
+    processes: ProcessesConfig = ProcessesConfig()
     directory: Directory = Directory()
     calendar: CalendarConfig = CalendarConfig()
     # where relative paths (sqlite file, maildirs, raw store) are resolved; set by load()

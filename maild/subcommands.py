@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from maild import config as cfgmod
-from maild.app import App, make_clock, make_letters, make_store
+from maild.app import App, make_clock, make_letters, make_processes, make_store
 from maild.cli import print_json
 from maild.config import Config, ConfigError
 
@@ -62,6 +62,7 @@ def init(directory: Path, *, force: bool = False) -> int:
 
 def check(cfg: Config, path: Path) -> int:
     from maild.letters import LetterError
+    from maild.process import directory_warnings
 
     problems: list[str] = []
     letters = make_letters(cfg)
@@ -71,7 +72,15 @@ def check(cfg: Config, path: Path) -> int:
             letters.render(letter, lang, letters.sample(letter))
         except LetterError as e:
             problems.append(str(e))
-    for w in cfgmod.warnings(cfg):
+    warnings = cfgmod.warnings(cfg)
+    try:
+        processes = make_processes(cfg)
+    except ConfigError as e:
+        problems += str(e).splitlines()
+    else:
+        warnings += directory_warnings(processes, [d.name for d in cfg.directory.departments],
+                                       cfg.directory.legal_department)
+    for w in warnings:
         print(f"warning: {w}")
     if problems:
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
