@@ -147,6 +147,70 @@ class CalendarConfig(_Model):
                                 source=self.source)
 
 
+_WORKING_DURATION = re.compile(r"\d+(\.\d+)?\s*[dh]")
+
+
+def _working_duration(v: str) -> str:
+    if not _WORKING_DURATION.fullmatch(v.strip()):
+        raise ValueError(f"{v!r} is not a working-time duration like 1d (working days) "
+                         "or 2h (working hours)")
+    return v.strip()
+
+
+class Escalation(_Model):
+    """When an overdue step climbs the ladder, in working time (``1d``, ``2h``, ``0.5h``).
+
+    A deadline first reminds the step's owner; ``head_after`` later the department head
+    hears; ``managers_after`` after that the managers covering the department. An unanswered
+    supplier chase goes to the buyer's department head ``chase_escalate_after`` later.
+    """
+
+    head_after: str = "1d"
+    head_after_urgent: str = "2h"
+    managers_after: str = "1d"
+    managers_after_urgent: str = "2h"
+    chase_escalate_after: str = "2d"
+
+    @field_validator("head_after", "head_after_urgent", "managers_after",
+                     "managers_after_urgent", "chase_escalate_after")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        return _working_duration(v)
+
+
+class Timers(_Model):
+    sweep_seconds: float = Field(60.0, gt=0)  # how often due timers are looked for
+    batch_size: int = Field(200, ge=1, le=5000)  # timers fired per transaction
+    # a sweeper leases the timers it fires; a killed sweeper's timers wait this long
+    lease_seconds: float = Field(120.0, gt=0)
+
+
+class DigestConfig(_Model):
+    """The weekly manager digest, sent at ``weekday`` ``time`` in the calendar's zone."""
+
+    enabled: bool = True
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    time: str = "09:00"
+    # a daemon that was down at the digest time still sends it within this many hours
+    catch_up_hours: float = Field(24.0, gt=0, le=167)
+    at_risk_within: str = "1d"  # pending deadlines due within this working time are at risk
+    language: Literal["zh", "en"] | None = None  # default: organisation.language
+    list_limit: int = Field(10, ge=1, le=200)  # rows per list in the mail
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{1,2}:\d{2}", v.strip()):
+            raise ValueError(f"{v!r} is not a time like 09:00")
+        time.fromisoformat(v.strip().zfill(5))
+        return v.strip().zfill(5)
+
+    @field_validator("at_risk_within")
+    @classmethod
+    def _risk(cls, v: str) -> str:
+        return _working_duration(v)
+
+
 class Department(_Model):
     name: str
     short: str
@@ -201,6 +265,9 @@ class Config(_Model):
     processes: ProcessesConfig = ProcessesConfig()
     directory: Directory = Directory()
     calendar: CalendarConfig = CalendarConfig()
+    escalation: Escalation = Escalation()
+    timers: Timers = Timers()
+    digest: DigestConfig = DigestConfig()
     # where relative paths (sqlite file, maildirs, raw store) are resolved; set by load()
     base_dir: str = "."
 

@@ -146,7 +146,8 @@ class Intake:
                                    "supplier": n.supplier},
                         letters=self.letters, from_addr=org.address, org_name=org.name,
                         msgid_domain=org.msgid_domain,
-                        replies_per_hour=self.cfg.limits.replies_per_sender_per_hour)
+                        replies_per_hour=self.cfg.limits.replies_per_sender_per_hour,
+                        calendar=self.calendar)
 
     async def _quarantine(self, row: Message, reason: str) -> None:
         errors.warning("uid %s quarantined: %s", row.uid, reason)

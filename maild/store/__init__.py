@@ -10,7 +10,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from tortoise import Tortoise
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from maild.calendar import BusinessCalendar
 from maild.classify import Classification, Known
 from maild.effects import (
     CancelTimers,
@@ -34,6 +35,7 @@ from maild.letters import Letters, compose, letter_subject, new_message_id
 from maild.message import ParsedMail
 from maild.sources.base import Fetched
 from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry, Timer
+from maild.store.timers import case_timers_follow_status
 
 MODELS = "maild.store.models"
 
@@ -182,6 +184,7 @@ class Store:
         """Persist a decision with the mail's row, in one transaction. Returns the case number."""
         async with in_transaction(self.conn):
             case = await Case.get_or_none(number=cls.case_number) if cls.case_number else None
+            status_before = case.status if case is not None else None
             for effect in decision.effects:
                 if isinstance(effect, OpenCase):
                     case = await self._open(effect, env)
@@ -197,6 +200,8 @@ class Store:
                     await self._enqueue(effect, case, mail, env)
                 elif isinstance(effect, SetTimer | CancelTimers) and case is not None:
                     await set_timer(case, effect, env.now)
+            if case is not None:  # pause, resume or cancel timers as the case's status says
+                await case_timers_follow_status(case, status_before, decision, env)
             row.message_id = mail.message_id
             row.case = case  # type: ignore[assignment]
             row.sender = mail.from_.addr[:320]
@@ -229,23 +234,30 @@ class Store:
 
     async def _enqueue(self, letter: SendLetter, case: Case | None, mail: ParsedMail,
                        env: ApplyEnv) -> None:
+        refs = [*mail.references[-8:], mail.message_id] if mail.message_id else []
+        await self.enqueue(letter, case, env, in_reply_to=mail.message_id or None,
+                           references=refs)
+
+    async def enqueue(self, letter: SendLetter, case: Case | None, env: ApplyEnv, *,
+                      in_reply_to: str | None = None, references: Sequence[str] = ()
+                      ) -> str | None:
+        """Render, compose and queue a letter in the caller's transaction; its Message-ID."""
         rcpt = [a for a in (*letter.to, *letter.cc) if a]
         if not rcpt:
-            return
+            return None
         if letter.automatic and await self._over_limit(rcpt[0], env):
             if case is not None:
                 await TimelineEntry.create(
                     case=case, at=env.now, kind="rate_limited", actor="maild",
                     message_id=None, text=f"automatic {letter.letter} to {rcpt[0]} suppressed: "
                     f"more than {env.replies_per_hour} automatic replies in an hour")
-            return
+            return None
         context = {**letter.context, "number": case.number if case else ""}
         rendered = env.letters.render(letter.letter, letter.language, context)
         mid = new_message_id(env.msgid_domain)
-        refs = [*mail.references[-8:], mail.message_id] if mail.message_id else []
         raw = compose(rendered, message_id=mid, from_addr=env.from_addr, from_name=env.org_name,
                       to=letter.to, cc=letter.cc, case_number=case.number if case else None,
-                      in_reply_to=mail.message_id or None, references=refs, now=env.now)
+                      in_reply_to=in_reply_to, references=references, now=env.now)
         await Outbox.create(case=case, message_id=mid, letter=letter.letter,
                             mail_from=env.from_addr, rcpt=rcpt, rcpt_key=rcpt[0],
                             automatic=letter.automatic, body=raw, state="pending",
@@ -258,6 +270,7 @@ class Store:
             await TimelineEntry.create(case=case, at=env.now, kind="letter", actor="maild",
                                        message_id=mid,
                                        text=f"{letter.letter} → {', '.join(rcpt)}")
+        return mid
 
     async def _over_limit(self, addr: str, env: ApplyEnv) -> bool:
         if env.replies_per_hour <= 0:
@@ -358,8 +371,8 @@ class Store:
 
 
 async def set_timer(case: Case, effect: SetTimer | CancelTimers, now: datetime) -> None:
-    """Apply a timer effect inside the caller's transaction."""
-    pending = Timer.filter(case=case, state="pending")
+    """Apply a timer effect inside the caller's transaction (paused timers count as pending)."""
+    pending = Timer.filter(case=case, state__in=("pending", "paused"))
     if isinstance(effect, CancelTimers):
         if effect.kinds:
             pending = pending.filter(kind__in=list(effect.kinds))
@@ -384,6 +397,7 @@ class ApplyEnv:
     org_name: str
     msgid_domain: str
     replies_per_hour: int
+    calendar: BusinessCalendar = field(default_factory=BusinessCalendar)  # pauses deadlines
 
 
 def _clean(s: str) -> str:

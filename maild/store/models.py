@@ -28,6 +28,7 @@ class Case(Model):
 
     class Meta:
         table = "cases"
+        indexes = (("status", "process", "step"), ("opened_at",), ("closed_at",))
 
 
 class TimelineEntry(Model):
@@ -117,6 +118,21 @@ class Timer(Model):
 
     class Meta:
         table = "timers"
+        indexes = (("state", "due_at"), ("kind", "state", "due_at"))
+
+
+class DigestSent(Model):
+    """A digest letter written to the outbox; ``key`` makes the weekly one happen once."""
+
+    id = fields.IntField(primary_key=True)
+    key = fields.CharField(400, unique=True)  # "2026-W50 chen@example.com"; manual: + uuid
+    week = fields.CharField(16)
+    manager = fields.CharField(320)
+    message_id = fields.CharField(MESSAGE_ID_MAX)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "digests"
 
 
 class Checkpoint(Model):

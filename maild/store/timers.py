@@ -1,0 +1,259 @@
+"""Timers in the database: due ones fired exactly once, pauses that follow the case status.
+
+Once-only firing works like the outbox (``Store.claim``): a sweeper leases a batch of due
+``pending`` timers with a fresh token, decides each firing purely (``maild.timers.fire``)
+and writes it in one transaction together with its outbox letters and timeline entries.
+Inside that transaction the timer row is updated first, *conditionally* on still being
+``pending`` and leased by this token; when another sweeper got there first (our lease ran
+out while we were slow) the update matches nothing and the firing is dropped, so a letter is
+never queued twice. A sweeper killed before its commit leaves a lease that runs out after
+``timers.lease_seconds``; then another sweep fires the timer. On PostgreSQL the conditional
+update also serialises two daemons racing for the same row.
+
+Pausing: while a case's status is ``waiting`` its ``deadline`` timers are ``paused`` with the
+working time that was left (``remaining_s``); when the case is ``open`` again they are
+``pending`` once more, due that much working time after the resumption. Closing a case
+cancels its timers. This runs in the transaction of the case change (``Store.apply``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from tortoise.exceptions import DBConnectionError
+from tortoise.expressions import Q
+from tortoise.functions import Max, Min
+from tortoise.transactions import in_transaction
+
+from maild.effects import CaseView, Decision, SetTimer
+from maild.store.models import Case, Message, TimelineEntry, Timer
+from maild.timers import (
+    CLOSED,
+    PAUSABLE,
+    Cancel,
+    Escalate,
+    FireContext,
+    Fired,
+    Firing,
+    Pause,
+    Rearm,
+    TimerView,
+    fire,
+    moment_text,
+    pause_remaining,
+    resume_due,
+)
+
+if TYPE_CHECKING:
+    from maild.store import ApplyEnv, Store
+
+log = logging.getLogger("maild.timers")
+
+
+@dataclass
+class SweepCounts:
+    fired: int = 0  # firings written (letters queued, levels climbed, re-armed)
+    cancelled: int = 0
+    paused: int = 0
+    lost: int = 0  # another sweeper fired it first
+    failed: int = 0  # left leased; retried when the lease runs out
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (f"fired={self.fired} cancelled={self.cancelled} paused={self.paused} "
+                f"lost={self.lost} failed={self.failed}")
+
+
+async def claim_timers(now: datetime, limit: int, lease: timedelta) -> tuple[str, list[Timer]]:
+    """Lease up to ``limit`` due pending timers to a fresh token (oldest due first)."""
+    now = now.astimezone(UTC)  # SQLite compares the stored UTC text: never pass other zones
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    ids = await Timer.filter(free, state="pending", due_at__lte=now
+                             ).order_by("due_at", "id").limit(limit).values_list("id", flat=True)
+    token = uuid.uuid4().hex
+    if not ids:
+        return token, []
+    await Timer.filter(free, id__in=list(ids), state="pending").update(
+        lease_until=now + lease, lease_owner=token)
+    return token, list(await Timer.filter(lease_owner=token).order_by("due_at", "id"))
+
+
+async def sweep(store: Store, env: ApplyEnv, ctx: FireContext, *, batch: int = 200,
+                lease: timedelta = timedelta(seconds=120), max_rounds: int = 1000
+                ) -> SweepCounts:
+    """Fire every timer due at ``ctx.now``, batch by batch, each batch in one transaction."""
+    counts = SweepCounts()
+    for _ in range(max_rounds):
+        token, timers = await claim_timers(ctx.now, batch, lease)
+        if not timers:
+            break
+        cases = {c.id: c for c in await Case.filter(id__in={t.case_id for t in timers})}  # type: ignore[attr-defined]
+        threads = await _threads(list(cases))
+        work: list[tuple[Timer, Case, Firing]] = []
+        for t in timers:
+            case = cases[t.case_id]  # type: ignore[attr-defined]
+            try:
+                work.append((t, case, fire(timer_view(t), case_view(case), ctx)))
+            except Exception:  # noqa: BLE001 - bad timer data must not stop the sweep
+                log.exception("timer #%s (%s) of %s cannot be decided", t.id, t.kind,
+                              case.number)
+                counts.failed += 1
+        await _write(store, env, token, work, threads, counts)
+    if counts.fired or counts.failed or counts.lost:
+        log.info("sweep at %s: %s", ctx.now.isoformat(), counts.line())
+    return counts
+
+
+async def _write(store: Store, env: ApplyEnv, token: str,
+                 work: Sequence[tuple[Timer, Case, Firing]],
+                 threads: dict[int, tuple[str, ...]], counts: SweepCounts) -> None:
+    try:
+        async with in_transaction(store.conn):
+            done = [await apply_firing(store, env, token, t, c, f, threads) for t, c, f in work]
+    except DBConnectionError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. a broken template: find it, fire the rest
+        log.warning("a batch of %d timers failed; firing them one by one", len(work))
+        done = []
+        for t, c, f in work:
+            try:
+                async with in_transaction(store.conn):
+                    done.append(await apply_firing(store, env, token, t, c, f, threads))
+            except DBConnectionError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                log.exception("timer #%s (%s) of %s failed: %s", t.id, t.kind, c.number, e)
+                counts.failed += 1
+                done.append(None)
+    for (t, c, f), ok in zip(work, done, strict=True):
+        if ok is None:
+            continue
+        if not ok:
+            counts.lost += 1
+            continue
+        o = f.outcome
+        if isinstance(o, Cancel):
+            counts.cancelled += 1
+        elif isinstance(o, Pause):
+            counts.paused += 1
+        else:
+            counts.fired += 1
+            counts.by_kind[t.kind] = counts.by_kind.get(t.kind, 0) + 1
+            log.info("%s timer #%s %s: %s", c.number, t.id, t.kind, f.summary)
+
+
+async def apply_firing(store: Store, env: ApplyEnv, token: str, t: Timer, case: Case,
+                 firing: Firing, threads: dict[int, tuple[str, ...]]) -> bool:
+    """Write one firing inside the caller's transaction; False when someone else fired it."""
+    now = env.now
+    o = firing.outcome
+    changes: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+    if isinstance(o, Fired | Rearm):
+        changes |= {"state": "fired", "level": o.level, "data": dict(o.data), "fired_at": now}
+    elif isinstance(o, Escalate):
+        changes |= {"level": o.level, "due_at": o.due_at.astimezone(UTC),
+                    "data": dict(o.data), "fired_at": now}
+    elif isinstance(o, Cancel):
+        changes |= {"state": "cancelled"}
+    elif isinstance(o, Pause):
+        changes |= {"state": "paused", "data": _paused(t.data, now, o.remaining)}
+    n = await Timer.filter(id=t.id, lease_owner=token, state="pending").update(**changes)
+    if n != 1:
+        return False
+    if isinstance(o, Rearm):
+        from maild.store import set_timer
+
+        await set_timer(case, o.timer, now)
+    for note in firing.notes:
+        await TimelineEntry.create(case=case, at=now, kind=note.kind, actor=note.actor,
+                                   message_id=None, text=note.text)
+    thread = threads.get(case.id, ())
+    for letter in firing.letters:
+        await store.enqueue(letter, case, env, in_reply_to=thread[-1] if thread else None,
+                            references=thread)
+    return True
+
+
+async def _threads(case_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """Each case's first and latest Message-ID, so reminders thread under the case."""
+    if not case_ids:
+        return {}
+    rows = await Message.filter(case_id__in=case_ids).exclude(message_id="").group_by(
+        "case_id").annotate(first=Min("id"), last=Max("id")).values("case_id", "first", "last")
+    wanted = {r["first"] for r in rows} | {r["last"] for r in rows}
+    ids = dict(await Message.filter(id__in=list(wanted)).values_list("id", "message_id"))
+    return {r["case_id"]: tuple(dict.fromkeys((ids[r["first"]], ids[r["last"]])))
+            for r in rows}
+
+
+def timer_view(t: Timer) -> TimerView:
+    return TimerView(t.id, t.kind, t.key, t.due_at, t.level, dict(t.data or {}))
+
+
+def case_view(c: Case) -> CaseView:
+    return CaseView(c.number, c.process, c.step, c.status, c.subject, c.department, c.urgent,
+                    c.language, tuple(c.parties), dict(c.data or {}))
+
+
+def _paused(data: dict[str, Any], now: datetime, remaining: timedelta) -> dict[str, Any]:
+    return {**data, "paused_at": now.isoformat(), "remaining_s": remaining.total_seconds()}
+
+
+# -- pausing with the case status (called by Store.apply inside its transaction) -------------
+
+async def case_timers_follow_status(case: Case, before: str | None, decision: Decision,
+                                    env: ApplyEnv) -> None:
+    """Pause, resume or cancel the case's timers after a decision changed the case."""
+    status = case.status
+    if status in CLOSED:
+        if before not in CLOSED:
+            await Timer.filter(case=case, state__in=("pending", "paused")).update(
+                state="cancelled", lease_owner=None, lease_until=None)
+            if case.closed_at is None:
+                case.closed_at = env.now
+                await case.save(update_fields=["closed_at"])
+        return
+    if status == "waiting":
+        if before != "waiting" or any(isinstance(e, SetTimer) for e in decision.effects):
+            await pause_deadlines(case, env.now, env)
+        return
+    if before == "waiting":
+        await resume_deadlines(case, env.now, env)
+
+
+async def pause_deadlines(case: Case, now: datetime, env: ApplyEnv) -> int:
+    cal = env.calendar
+    n = 0
+    for t in await Timer.filter(case=case, state="pending", kind__in=PAUSABLE):
+        left = pause_remaining(t.due_at, now, cal)
+        t.state, t.data = "paused", _paused(dict(t.data or {}), now, left)
+        t.lease_owner = t.lease_until = None
+        await t.save(update_fields=["state", "data", "lease_owner", "lease_until"])
+        await TimelineEntry.create(
+            case=case, at=now, kind="timer", actor="maild", message_id=None,
+            text=f"{t.kind} {t.key} paused while waiting on the other party "
+                 f"({left.total_seconds() / 3600:.1f} working hours left)")
+        n += 1
+    return n
+
+
+async def resume_deadlines(case: Case, now: datetime, env: ApplyEnv) -> int:
+    cal = env.calendar
+    n = 0
+    for t in await Timer.filter(case=case, state="paused"):
+        data = dict(t.data or {})
+        left = timedelta(seconds=float(data.pop("remaining_s", 0)))
+        data.pop("paused_at", None)
+        t.state, t.data = "pending", data
+        t.due_at = resume_due(left, now, cal).astimezone(UTC)
+        await t.save(update_fields=["state", "data", "due_at"])
+        await TimelineEntry.create(
+            case=case, at=now, kind="timer", actor="maild", message_id=None,
+            text=f"{t.kind} {t.key} resumed; due {moment_text(t.due_at, cal)}")
+        n += 1
+    return n

@@ -1,0 +1,105 @@
+"""Test helpers for working time: decisions applied through the store, sweeps at a fixed clock.
+
+Cases and timers are seeded the way the pipeline writes them (``Store.apply`` with a
+``Decision`` of ``OpenCase``/``UpdateCase``/``SetTimer``), so these tests do not depend on
+the process definitions.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from support import mail, make_config
+
+from maild.classify import Classification
+from maild.effects import Decision, Effect, OpenCase
+from maild.letters import Letters
+from maild.parse import parse_mail
+from maild.sources.base import Fetched
+from maild.store import Store
+from maild.store.models import Case, Outbox, TimelineEntry, Timer
+from maild.store.timers import SweepCounts
+from maild.sweeper import Sweeper
+
+SH = ZoneInfo("Asia/Shanghai")
+
+MANAGERS_TOML = """
+[[directory.departments]]
+name = "采购部"
+short = "采"
+head = "zhou@corp.example.test"
+
+[[directory.managers]]
+name = "陈总"
+address = "chen@corp.example.test"
+
+[[directory.managers]]
+name = "刘经理"
+address = "liu@corp.example.test"
+departments = ["市场部"]
+"""
+
+
+def sh(text: str) -> datetime:
+    """``2026-02-13 17:30`` in Shanghai."""
+    return datetime.fromisoformat(text).replace(tzinfo=SH)
+
+
+class Desk:
+    """One store, one config, and the sweeper the daemon would use."""
+
+    def __init__(self, store: Store, base: Path, extra: str = "") -> None:
+        self.store = store
+        self.base = base
+        self.cfg = make_config(base, MANAGERS_TOML + extra)
+        self.sweeper = Sweeper(self.cfg, store, Letters())
+        self.calendar = self.sweeper.calendar
+        self.uid = 0
+
+    async def decide(self, number: str | None, effects: Sequence[Effect], now: datetime,
+                     sender: str = "wang@corp.example.test") -> str | None:
+        """Apply a decision to a case (or a new one) the way the intake does."""
+        self.uid += 1
+        raw = mail(sender, f"[{number}] 更新" if number else "新需求")
+        [row] = await self.store.record_fetched("test", 1, [Fetched(self.uid, raw)], now)
+        cls = Classification(case_number=number)
+        return await self.store.apply(row, parse_mail(raw), cls, Decision(tuple(effects), "t"),
+                                      self.sweeper.apply_env(now), "Processed")
+
+    async def open(self, now: datetime, *effects: Effect, process: str = "internal",
+                   step: str = "confirm", department: str | None = "技术部",
+                   urgent: bool = False, subject: str = "新品推广会技术讲解支持",
+                   parties: tuple[str, ...] = ("wang@corp.example.test",)) -> str:
+        key = {"internal": "技", "customer": "", "supplier": ""}[process]
+        opened = OpenCase(process, step, subject, department, key, urgent, "zh", parties)
+        number = await self.decide(None, (opened, *effects), now)
+        assert number
+        return number
+
+    async def sweep(self, now: datetime) -> SweepCounts:
+        return await self.sweeper.timers(now)
+
+    async def letters(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Every queued letter as (letter, recipients), in order."""
+        return [(o.letter, tuple(o.rcpt)) for o in await Outbox.all().order_by("id")]
+
+    async def mails(self, letter: str) -> list[email.message.EmailMessage]:
+        return [email.message_from_bytes(bytes(o.body), policy=email.policy.default)  # type: ignore[misc]
+                for o in await Outbox.filter(letter=letter).order_by("id")]
+
+    async def timeline(self, number: str, kind: str | None = None) -> list[str]:
+        q = TimelineEntry.filter(case__number=number).order_by("id")
+        if kind:
+            q = q.filter(kind=kind)
+        return [t.text for t in await q]
+
+    async def timers(self, number: str) -> list[Timer]:
+        return list(await Timer.filter(case__number=number).order_by("id"))
+
+    async def case(self, number: str) -> Case:
+        return await Case.get(number=number)
