@@ -26,8 +26,8 @@ class CommandSpec:
 
     @property
     def tag_ok(self) -> bool:
-        """Argument-free commands may be given as a subject tag."""
-        return self.args == "none"
+        """Commands that need no argument may be given as a subject tag."""
+        return self.args in ("none", "optional_text")
 
 
 SPECS: tuple[CommandSpec, ...] = (
