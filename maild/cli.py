@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("case")
     c.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("digest", help="the weekly manager digest: print, preview or send it")
+    s.add_argument("-c", "--config", required=True, type=Path)
+    s.add_argument("--preview", type=Path, metavar="FILE.html",
+                   help="write the HTML digest to FILE.html without sending anything")
+    s.add_argument("--send", action="store_true",
+                   help="queue every manager's digest now and send the outbox")
+    s.add_argument("--manager", metavar="ADDRESS",
+                   help="the manager whose digest to preview or print (default: every one)")
+    s.add_argument("--now", type=_iso, help="fix the clock for this run (ISO 8601)")
+
     s = sub.add_parser("demo", help="the whole flow on embedded defaults, no servers")
     s.add_argument("--dir", type=Path, help="keep the demo here (default: a temporary folder)")
     return p

@@ -35,6 +35,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return explain(cfg, args.mail, as_json=args.json, now=args.now)
     if args.command == "cases":
         return asyncio.run(cases(cfg, args))
+    if args.command == "digest":
+        from maild.digest_command import digest
+
+        return asyncio.run(digest(cfg, args))
     raise AssertionError(args.command)
 
 

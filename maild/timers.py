@@ -107,6 +107,7 @@ class FireContext:
     org_name: str
     language: str  # of letters to staff; external parties get the case's language
     policy: EscalationPolicy = EscalationPolicy()
+    step_labels: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (process, step)
 
 
 # -- what becomes of the timer ------------------------------------------------------------
@@ -323,7 +324,7 @@ def _ladder_context(timer: TimerView, case: CaseView, ctx: FireContext, rung: _R
         "subject": case.subject,
         "kind": timer.kind,
         "step": str(timer.data.get("step") or timer.key),
-        "step_label": str(timer.data.get("step_label") or timer.data.get("step") or timer.key),
+        "step_label": _step_label(timer, case, ctx),
         "what": str(timer.data.get("what") or ""),
         "deadline": moment_text(datetime.fromisoformat(deadline), cal),
         "overdue_hours": round(max(timedelta(0), cal.working_between(
@@ -339,6 +340,11 @@ def _ladder_context(timer: TimerView, case: CaseView, ctx: FireContext, rung: _R
         "next_at": moment_text(next_due, cal) if next_due else "",
         "next_audience": rungs[nxt].name if nxt is not None else "",
     }
+
+
+def _step_label(timer: TimerView, case: CaseView, ctx: FireContext) -> str:
+    step = str(timer.data.get("step") or timer.key)
+    return str(timer.data.get("step_label") or ctx.step_labels.get((case.process, step), step))
 
 
 def _action(timer: TimerView, case: CaseView, ctx: FireContext) -> Firing:

@@ -53,7 +53,7 @@ async def test_owner_then_head_then_manager_each_once(desk: Desk) -> None:
     assert [h["rung"] for h in t.data["ladder"]] == ["owner", "head", "managers"]
 
     to_head, to_managers = await desk.mails("escalation")
-    assert to_head["Subject"] == f"[{number}] 逾期上报：新品推广会技术讲解支持（confirm）"
+    assert to_head["Subject"] == f"[{number}] 逾期上报：新品推广会技术讲解支持（沟通对象确认）"
     head_text = to_head.get_body(("plain",)).get_content()
     assert head_text.startswith("部门负责人，您好：")
     assert "超时约 7.5 个工作小时" in head_text  # one working day

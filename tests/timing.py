@@ -10,7 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -68,14 +68,16 @@ class Desk:
         raw = mail(sender, f"[{number}] 更新" if number else "新需求")
         [row] = await self.store.record_fetched("test", 1, [Fetched(self.uid, raw)], now)
         cls = Classification(case_number=number)
+        env = self.sweeper.apply_env(now.astimezone(UTC))  # the daemon's clock is in UTC
         return await self.store.apply(row, parse_mail(raw), cls, Decision(tuple(effects), "t"),
-                                      self.sweeper.apply_env(now), "Processed")
+                                      env, "Processed")
 
     async def open(self, now: datetime, *effects: Effect, process: str = "internal",
                    step: str = "confirm", department: str | None = "技术部",
                    urgent: bool = False, subject: str = "新品推广会技术讲解支持",
                    parties: tuple[str, ...] = ("wang@corp.example.test",)) -> str:
-        key = {"internal": "技", "customer": "", "supplier": ""}[process]
+        dept = self.sweeper.directory.department_by_name(department)
+        key = dept.short if process == "internal" and dept else ""
         opened = OpenCase(process, step, subject, department, key, urgent, "zh", parties)
         number = await self.decide(None, (opened, *effects), now)
         assert number

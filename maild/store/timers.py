@@ -215,7 +215,7 @@ async def case_timers_follow_status(case: Case, before: str | None, decision: De
             await Timer.filter(case=case, state__in=("pending", "paused")).update(
                 state="cancelled", lease_owner=None, lease_until=None)
             if case.closed_at is None:
-                case.closed_at = env.now
+                case.closed_at = env.now.astimezone(UTC)  # save() keeps other zones as given
                 await case.save(update_fields=["closed_at"])
         return
     if status == "waiting":
