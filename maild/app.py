@@ -9,9 +9,10 @@ from pathlib import Path
 
 from maild import config as cfgmod
 from maild.config import Config, ConfigError
+from maild.handlers import load_site_processes
 from maild.letters import DEFAULT_TEMPLATES, Letters
 from maild.pipeline import Intake
-from maild.process import ProcessDef, ProcessError, load_processes
+from maild.process import ProcessDef
 from maild.sender import MailSender, make_sender
 from maild.sources.base import MailSource
 from maild.store import Store
@@ -35,12 +36,10 @@ def make_letters(cfg: Config) -> Letters:
                    else DEFAULT_TEMPLATES)
 
 
-def make_processes(cfg: Config) -> dict[str, ProcessDef]:
-    """The process definitions the config names (default: the shipped ones), checked."""
-    try:
-        return load_processes(cfg.path(cfg.processes.dir) if cfg.processes.dir else None)
-    except ProcessError as e:
-        raise ConfigError(str(e)) from e
+def make_processes(cfg: Config, letters: Letters | None = None) -> dict[str, ProcessDef]:
+    """The process definitions the config names (default: the shipped ones), checked
+    against the handlers and, given ``letters``, against the templates."""
+    return load_site_processes(cfg, letters)
 
 
 def make_source(cfg: Config) -> MailSource:
@@ -73,10 +72,12 @@ class App:
     @classmethod
     def build(cls, cfg: Config, now: datetime | None = None) -> App:
         clock = make_clock(now)
+        letters = make_letters(cfg)
+        make_processes(cfg, letters)  # a definition naming a missing letter stops us here
         store = make_store(cfg)
         source = make_source(cfg)
         return cls(cfg, clock, store, source, make_mail_sender(cfg),
-                   Intake(cfg, source, store, make_letters(cfg), clock))
+                   Intake(cfg, source, store, letters, clock))
 
 
 __all__ = ["App", "ConfigError", "make_clock", "make_letters", "make_processes", "make_store"]

@@ -39,7 +39,7 @@ SPECS: tuple[CommandSpec, ...] = (
                 "#confirm"),
     CommandSpec("assign", ("指派", "分派", "转交"), "text",
                 "增加参与部门或指定负责人", "add departments or name the person in charge",
-                "#assign 技术部 财务部 | #assign name@example.com"),
+                "#assign 部门名称或邮箱"),
     CommandSpec("due", ("截止", "期限"), "date_text",
                 "设定本步骤的截止日期", "set this step's due date", "#due 2026-12-10"),
     CommandSpec("action", ("待办", "行动"), "action",

@@ -9,6 +9,7 @@ from typing import Any
 
 from maild.calendar import BusinessCalendar
 from maild.directory import Directory
+from maild.process import ProcessDef
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,14 @@ class CaseView:
     language: str
     parties: tuple[str, ...]
     data: Mapping[str, Any] = field(default_factory=dict)
+    owner: tuple[str, ...] = ()  # who answers for the current step
+    due_at: datetime | None = None  # the current step's deadline
+
+
+def _shipped_processes() -> Mapping[str, ProcessDef]:
+    from maild.handlers import load_definitions
+
+    return load_definitions(None)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class Context:
     language: str
     directory: Directory
     calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
+    processes: Mapping[str, ProcessDef] = field(default_factory=_shipped_processes)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class UpdateCase:
     status: str | None = None
     add_parties: tuple[str, ...] = ()
     data: Mapping[str, Any] | None = None  # merged into the case's data
+    owner: tuple[str, ...] | None = None  # who answers for the step now
+    due_at: datetime | None = None  # the step's deadline, written when ``set_due``
+    set_due: bool = False
+    urgent: bool | None = None
 
 
 @dataclass(frozen=True)

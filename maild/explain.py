@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from maild.app import make_letters, make_store
+from maild.app import make_letters, make_processes, make_store
 from maild.classify import Known, classify, subject_tags
 from maild.config import Config
 from maild.directory import Directory
@@ -50,7 +50,7 @@ async def explain_mail(cfg: Config, raw: bytes, now: datetime) -> dict[str, Any]
             await store.close()
     org = cfg.organisation
     decision = decide(mail, cls, case, Context(now, org.name, org.address, org.language,
-                                              directory))
+                                              directory, processes=make_processes(cfg)))
     letters = make_letters(cfg)
     out_letters = []
     for letter in decision.letters():

@@ -24,6 +24,7 @@ from maild.config import Config
 from maild.directory import Directory
 from maild.effects import Context
 from maild.engine import decide
+from maild.handlers import load_site_processes
 from maild.letters import Letters
 from maild.message import ParsedMail
 from maild.parse import ParseError, parse_mail
@@ -62,6 +63,7 @@ class Intake:
                                    cfg.organisation.address)
         self.tz = ZoneInfo(cfg.calendar.timezone)
         self.calendar = BusinessCalendar(cfg.calendar.settings())
+        self.processes = load_site_processes(cfg)
         self.counters = Counters()
 
     async def poll(self, should_stop: Callable[[], bool] = lambda: False) -> Counters:
@@ -126,7 +128,8 @@ class Intake:
                        msgid_domain=self.cfg.organisation.msgid_domain)
         case = await self.store.case_view(cls.case_number) if cls.case_number else None
         org = self.cfg.organisation
-        ctx = Context(now, org.name, org.address, org.language, self.directory, self.calendar)
+        ctx = Context(now, org.name, org.address, org.language, self.directory, self.calendar,
+                      self.processes)
         decision = decide(mail, cls, case, ctx)
         folder = self.cfg.mailbox.processed_folder
         if cls.route == "triage":

@@ -212,16 +212,24 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+def parse_deadline(text: str) -> Deadline | None:
+    """``"1 working day"``, ``"2 working hours"``, ``"3 个工作日"``; None when unlike that."""
+    m = _DEADLINE.match(text)
+    if not m or int(m.group(1)) < 1:
+        return None
+    unit = "hours" if "hour" in m.group(2) or "小时" in m.group(2) else "days"
+    return Deadline(int(m.group(1)), unit)
+
+
 def _deadline(r: _Reader, key: str) -> Deadline | None:
     text = r.get(key, str, "")
     if not text:
         return None
-    m = _DEADLINE.match(text)
-    if not m or int(m.group(1)) < 1:
+    rule = parse_deadline(text)
+    if rule is None:
         raise r.fail(key, f"{text!r} is not a rule like \"1 working day\" or "
                      "\"2 working hours\"")
-    unit = "hours" if "hour" in m.group(2) or "小时" in m.group(2) else "days"
-    return Deadline(int(m.group(1)), unit)
+    return rule
 
 
 def _letters(r: _Reader, key: str) -> tuple[LetterRule, ...]:
@@ -432,7 +440,7 @@ def load_processes(directory: Path | None = None) -> dict[str, ProcessDef]:
 
 
 def directory_warnings(processes: Mapping[str, ProcessDef], departments: Iterable[str],
-                       legal_department: str) -> list[str]:
+                       legal_department: str, managers: int = 1) -> list[str]:
     """Roles that name departments the directory does not have: nobody would hold them."""
     names = set(departments)
     out = []
@@ -453,4 +461,8 @@ def directory_warnings(processes: Mapping[str, ProcessDef], departments: Iterabl
             out.append(f"{proc.source}: settings.intake_department: the directory has no "
                        f"department {intake!r}; new {proc.name} cases without a known contact "
                        "go to the managers")
+        if proc.name != "internal" and not intake and not managers:
+            out.append(f"{proc.source}: new {proc.name} cases from parties without a "
+                       "contact notify nobody: set settings.intake_department or add "
+                       "[[directory.managers]]")
     return out

@@ -66,7 +66,7 @@ def init(directory: Path, *, force: bool = False) -> int:
 
 def check(cfg: Config, path: Path) -> int:
     from maild.letters import LetterError
-    from maild.process import directory_warnings
+    from maild.process import check_letters, directory_warnings
 
     problems: list[str] = []
     letters = make_letters(cfg)
@@ -82,8 +82,10 @@ def check(cfg: Config, path: Path) -> int:
     except ConfigError as e:
         problems += str(e).splitlines()
     else:
+        problems += check_letters(processes, letters.names())
         warnings += directory_warnings(processes, [d.name for d in cfg.directory.departments],
-                                       cfg.directory.legal_department)
+                                       cfg.directory.legal_department,
+                                       len(cfg.directory.managers))
     for w in warnings:
         print(f"warning: {w}")
     if problems:

@@ -73,8 +73,9 @@ def test_explain_shows_rules_route_and_letter_without_side_effects(tmp_path: Pat
     assert r["classification"]["urgent"] is True
     hits = {h["rule"]: h["outcome"] for h in r["classification"]["hits"]}
     assert hits["known_party"] == "hit" and hits["auto_submitted"] == "miss"
-    [letter] = r["letters"]
+    letter, notice = r["letters"]  # the acknowledgement, and the account manager's notice
     assert letter["to"] == ["zhang@huaxin.example.cn"] and "样品需求" in letter["subject"]
+    assert notice["letter"] == "new_case_notice" and notice["to"] == ["wang.fang@example.com"]
     assert (tmp_path / "var" / "maild.db").read_bytes() == before
     text = maild("explain", "-c", str(cfg), str(eml))
     assert "route:   new customer" in text.stdout and "✔ route  known_party" in text.stdout
@@ -87,7 +88,9 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     for number in ("2026-客-001", "2026-供-001", "2026-技-001", "2026-客-002"):
         assert number in out
     assert "robot" in out and "case 2026-客-001" in out
-    assert len(list((tmp_path / "demo" / "var" / "sent" / "new").iterdir())) == 4
+    # four acknowledgements (the internal request's asks for its missing fields), three
+    # notices to the people in charge, and one telling the account manager of the reply
+    assert len(list((tmp_path / "demo" / "var" / "sent" / "new").iterdir())) == 8
     listed = json.loads(maild("cases", "list", "-c", str(tmp_path / "demo" / "maild.toml"),
                               "--json").stdout)
     assert [c["number"] for c in listed] == ["2026-客-001", "2026-供-001", "2026-技-001",

@@ -1,26 +1,39 @@
 """Process handlers: what is specific to each process, behind one small interface.
 
 ``open(mail, cls, ctx)`` decides on a mail that starts a new case; ``reply(case, mail, cls,
-ctx)`` on one that belongs to an existing case. Both are pure and return a Decision.
+ctx)`` on one that belongs to an existing case. Both are pure and return a Decision. Each
+handler is the generic engine (``maild.workflow``, ``maild.operations``) with the process's
+own hooks; ``load_definitions`` checks that the definitions and the hooks fit together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+from maild.config import Config, ConfigError
 from maild.handlers import customer, internal, supplier
 from maild.handlers.base import Handler
+from maild.letters import Letters
+from maild.operations import GENERIC
+from maild.process import ProcessDef, ProcessError, check_letters, load_processes
+from maild.workflow import Hooks
 
 
-def _registry(*modules: object) -> dict[str, Handler]:
+def _registry(*modules: object) -> tuple[dict[str, Handler], dict[str, Hooks]]:
     out: dict[str, Handler] = {}
+    hooks: dict[str, Hooks] = {}
     for m in modules:
-        h: Handler = m.HANDLER
+        h: Handler = m.HANDLER  # type: ignore[attr-defined]
         if h.name in out:
             raise RuntimeError(f"process {h.name!r} registered twice")
         out[h.name] = h
-    return out
+        hooks[h.name] = m.HOOKS  # type: ignore[attr-defined]
+    return out, hooks
 
 
-HANDLERS: dict[str, Handler] = _registry(customer, supplier, internal)
+HANDLERS, HOOKS = _registry(customer, supplier, internal)
 
 
 def handler(process: str) -> Handler:
@@ -28,3 +41,59 @@ def handler(process: str) -> Handler:
         return HANDLERS[process]
     except KeyError:
         raise KeyError(f"no handler for process {process!r}") from None
+
+
+def check_hooks(processes: Mapping[str, ProcessDef]) -> list[str]:
+    """Steps the handlers name that a definition lacks; commands nothing carries out."""
+    out = []
+    for name, proc in processes.items():
+        hooks = HOOKS[name]
+        named = {s for s, _ in hooks.ops if s != "*"} | set(hooks.steps)
+        for step_id in sorted(named - set(proc.steps)):
+            out.append(f"{proc.source}: handlers/{name}.py relies on a step {step_id!r}, "
+                       "which is not defined (step ids are fixed; rename the title instead)")
+        for event in hooks.letters:
+            if event not in proc.letters:
+                out.append(f"{proc.source}: letters.{event}: missing (handlers/{name}.py "
+                           "sends this letter)")
+        for step in proc.steps.values():
+            for command in step.commands:
+                if ((step.id, command) not in hooks.ops and ("*", command) not in hooks.ops
+                        and command not in GENERIC):
+                    out.append(f"{proc.source}: step {step.id!r}: #{command} means nothing "
+                               f"in the {name} process")
+    return out
+
+
+def load_definitions(directory: Path | None) -> dict[str, ProcessDef]:
+    """The process definitions, checked against the handlers; ProcessError when unfit."""
+    if directory is None:
+        return dict(_shipped())
+    return _load(directory)
+
+
+def load_site_processes(cfg: Config, letters: Letters | None = None
+                        ) -> dict[str, ProcessDef]:
+    """The definitions a config names, checked against the handlers (and ``letters``)."""
+    try:
+        processes = load_definitions(cfg.path(cfg.processes.dir) if cfg.processes.dir
+                                     else None)
+    except ProcessError as e:
+        raise ConfigError(str(e)) from e
+    missing = check_letters(processes, letters.names()) if letters is not None else []
+    if missing:
+        raise ConfigError("\n".join(missing))
+    return processes
+
+
+def _load(directory: Path | None) -> dict[str, ProcessDef]:
+    processes = load_processes(directory)
+    problems = check_hooks(processes)
+    if problems:
+        raise ProcessError("\n".join(problems))
+    return processes
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> Mapping[str, ProcessDef]:
+    return _load(None)

@@ -1,14 +1,18 @@
-"""Pieces every process handler uses: reply addresses, language choice, ack letters."""
+"""Pieces the process handlers share: reply addresses, language, acknowledgements, parties."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from maild import config as cfgmod
 from maild.classify import Classification, clean_subject
-from maild.effects import CaseView, Context, Decision, Note, OpenCase, SendLetter, UpdateCase
+from maild.effects import Context, SendLetter
 from maild.message import ParsedMail
+from maild.workflow import Work
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 PROCESS_LABELS = {
     "zh": {"customer": "客户需求", "supplier": "供应商协同", "internal": "跨部门协作"},
     "en": {"customer": "customer request", "supplier": "supplier matter",
@@ -32,19 +36,6 @@ def language_for(mail: ParsedMail, cls: Classification, ctx: Context) -> str:
     return ctx.language
 
 
-def excerpt(text: str, limit: int = 500) -> str:
-    """The start of a reply above the quoted part, for the timeline."""
-    lines = []
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith(">") or re.match(r"^(-{2,}|_{5,}|在.*写道[:：]?$|On .* wrote:$|"
-                                         r"-+\s*(原始邮件|Original Message)\s*-+)", s):
-            break
-        lines.append(line.rstrip())
-    out = "\n".join(lines).strip()
-    return out if len(out) <= limit else out[: limit - 1] + "…"
-
-
 def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: str,
                 language: str, extra: dict[str, object] | None = None) -> SendLetter:
     """The acknowledgement letter for a new case; the store adds the case ``number``."""
@@ -54,35 +45,60 @@ def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: st
         "subject": clean_subject(mail.subject) or mail.subject,
         "process_label": PROCESS_LABELS[language][process],
         "urgent": cls.urgent,
-        "received_at": ctx.now.strftime("%Y-%m-%d %H:%M"),
+        "received_at": ctx.now.astimezone(ctx.calendar.tz).strftime("%Y-%m-%d %H:%M"),
         **(extra or {}),
     }
     return SendLetter("ack", (reply_address(mail),), context, language)
 
 
-def record_reply(case: CaseView, mail: ParsedMail,
-                 cls: Classification) -> tuple[Note | UpdateCase, ...]:
-    """A reply on an existing case: onto the timeline; a new external party joins the case."""
-    kind = "staff_reply" if cls.sender.role == "staff" else "reply"
-    effects: list[Note | UpdateCase] = [Note(kind, excerpt(mail.text) or mail.subject,
-                                             mail.from_.addr)]
-    if mail.from_.addr and mail.from_.addr not in case.parties and cls.sender.role != "staff":
-        effects.append(UpdateCase(add_parties=(mail.from_.addr,)))
-    return tuple(effects)
+def addresses_in(text: str) -> list[str]:
+    return list(dict.fromkeys(a.lower() for a in _EMAIL.findall(text)))
 
 
-def open_and_acknowledge(process: str, step: str, mail: ParsedMail, cls: Classification,
-                         ctx: Context, number_key: str = "") -> Decision:
-    """Open a case at its first step, note the first mail and acknowledge it to the sender."""
-    lang = language_for(mail, cls, ctx)
-    return Decision((
-        OpenCase(process, step, clean_subject(mail.subject) or mail.subject,
-                 cls.department, number_key, cls.urgent, lang, (reply_address(mail),)),
-        Note("opened", excerpt(mail.text) or mail.subject, mail.from_.addr),
-        acknowledge(mail, cls, ctx, process, lang),
-    ), f"new {process} case, acknowledged")
+def party_named(parties: tuple[cfgmod.Party, ...], text: str) -> cfgmod.Party | None:
+    return next((p for p in parties if p.name and p.name in text), None)
 
 
-def reply_recorded(case: CaseView, mail: ParsedMail, cls: Classification,
-                   ctx: Context) -> Decision:
-    return Decision(record_reply(case, mail, cls), f"reply recorded on {case.number}")
+def outsiders(work: Work, addrs: list[str]) -> list[str]:
+    """Addresses that are neither ours nor staff."""
+    own = work.ctx.org_address.lower()
+    return [a for a in addrs if a != own and work.ctx.directory.lookup(a).role != "staff"]
+
+
+def contact_for(work: Work, party: cfgmod.Party | None) -> str:
+    """The staff member in charge: the party's configured contact, else the intake head."""
+    if party is not None and party.contact:
+        return party.contact.lower()
+    dept = work.ctx.directory.department_by_name(work.proc.extra.get("intake_department"))
+    return dept.head.lower() if dept else ""
+
+
+def output(work: Work, name: str, text: str = "") -> None:
+    """Record a document the step produced, on the timeline and in the case data."""
+    work.data.setdefault("outputs", []).append({
+        "name": name, "step": work.step, "by": work.actor,
+        "at": work.ctx.now.isoformat(), "text": text[:4000]})
+    work.note("output", f"{name}" + (f": {text[:200]}" if text else ""))
+
+
+def assign_contact(work: Work, who: str) -> str | None:
+    """``#assign`` on an external case: a new contact, told by letter."""
+    from maild.operations import resolve_person
+
+    addr = resolve_person(work, who)
+    if addr is None or not work.roles.in_directory(addr):
+        return work.t(f"「{who}」不是通讯录中的员工或部门", f"{who!r} is not staff or a department")
+    if addr == work.data.get("contact"):
+        return work.t(f"{addr} 已经是对接人", f"{addr} is already the contact")
+    work.data["contact"] = addr
+    work.owner = work.roles.addresses(work.step_def.owner)
+    if work.due is not None:
+        work.set_due(work.due)  # the deadline now answers to the new owner
+    work.note("assigned", addr)
+    work.event(f"contact {addr}")
+    work.send(work.proc.letters["assigned"], (addr,), added=[addr])
+    return None
+
+
+def facts(work: Work) -> dict[str, Any]:
+    return {"opened_by": "staff" if work.is_staff else "party"}

@@ -1,29 +1,150 @@
-"""The internal cross-department request (跨部门协作沟通), numbered year-department-sequence."""
+"""The internal cross-department request (跨部门协作沟通), numbered year-department-sequence.
+
+What is specific here: the request form (missing fields are asked for once per reply and the
+case waits for them), the participant list that ``#assign`` grows (each department's head
+told), the minutes that come with ``#advance`` in the meeting step, and the result report
+that the receiver submits with ``#advance`` while tracking, for the initiator to accept.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import re
+from functools import partial
 
-from maild.classify import Classification
-from maild.effects import Context, Decision
+from maild.commands import Command
+from maild.effects import Decision, SendLetter
+from maild.forms import REQUEST_FORM, department_of, is_urgent, merge, parse_form
 from maild.handlers import common
 from maild.handlers.base import Handler
-from maild.message import ParsedMail
+from maild.operations import reply
+from maild.process import Step
+from maild.workflow import Hooks, Work, open_case
 
 FIRST_STEP = "request"
 
 
-def open_case(mail: ParsedMail, cls: Classification, ctx: Context) -> Decision:
+def _open(work: Work) -> Decision | None:
+    ctx, cls, mail = work.ctx, work.cls, work.mail
     dept = ctx.directory.department_by_name(cls.department)
     if dept is None:
         # Without a receiving department there is no number to give: say so, open nothing.
         lang = common.language_for(mail, cls, ctx)
-        ask = common.acknowledge(mail, cls, ctx, "internal", lang,
-                                 {"departments": [d.name for d in
-                                                  ctx.directory.config.departments]})
-        return Decision((replace(ask, letter="need_department"),),
+        ask = common.acknowledge(mail, cls, ctx, "internal", lang, {
+            "departments": [d.name for d in ctx.directory.config.departments]})
+        return Decision((SendLetter("need_department", ask.to, ask.context, lang),),
                         "internal request without a department: asked the sender which one")
-    return common.open_and_acknowledge("internal", FIRST_STEP, mail, cls, ctx, dept.short)
+    form = parse_form(mail.text, REQUEST_FORM)
+    sender = cls.sender
+    own = sender.department
+    if own is None and "发起部门/人" in form.values:
+        own = ctx.directory.department(department_of(form.values["发起部门/人"]))
+    work.department, work.number_key = dept.name, dept.short
+    work.urgent = cls.urgent or is_urgent(form.values.get("紧急程度", ""))
+    work.language = common.language_for(mail, cls, ctx)
+    initiator = work.actor.lower()
+    work.data.update(common.facts(work), initiator=initiator,
+                     initiator_department=own.name if own else "",
+                     form=dict(form.values), missing=list(form.missing),
+                     participants=list(dict.fromkeys([own.name if own else initiator,
+                                                      dept.name])),
+                     actions=[])
+    work.parties = [work.reply_to]
+    work.ack = form.complete  # an incomplete form gets one letter: what to add
+    return None
 
 
-HANDLER = Handler("internal", open_case, common.reply_recorded)
+def _on_enter(work: Work, step: Step) -> None:
+    if step.id == work.proc.first.id and work.data.get("missing"):
+        work.status = "waiting"
+        _ask_for_missing(work)
+
+
+def _ask_for_missing(work: Work) -> None:
+    work.send(work.proc.letters["more_info"], work.roles.addresses("initiator"),
+              automatic=True)
+    work.event("asked for " + "、".join(work.data["missing"]))
+
+
+def _staff_text(work: Work) -> None:
+    """The initiator completes the form by replying with the missing fields."""
+    if work.step != work.proc.first.id or not work.data.get("missing"):
+        return
+    if not (work.roles.holds(work.actor, "initiator")
+            or work.roles.holds(work.actor, "initiator_head")):
+        return
+    form = merge(work.data.get("form", {}), parse_form(work.mail.text, REQUEST_FORM),
+                 REQUEST_FORM)
+    if dict(form.values) == work.data.get("form"):
+        return  # nothing new: a plain reply
+    work.data["form"], work.data["missing"] = dict(form.values), list(form.missing)
+    work.urgent = work.urgent or is_urgent(form.values.get("紧急程度", ""))
+    if form.missing:
+        _ask_for_missing(work)
+    else:
+        work.status = "open"
+        work.note("form_complete", "、".join(form.values))
+
+
+def _assign(work: Work, command: Command) -> str | None:
+    names = [n for n in re.split(r"[\s,，、;；]+", command.arg) if n]
+    if not names:
+        return work.t("请写明要加入的部门，如 #assign 财务部 法务部",
+                      "name the departments, e.g. #assign Finance")
+    found = {n: work.ctx.directory.department(n) for n in names}
+    unknown = [n for n, d in found.items() if d is None]
+    if unknown:
+        return work.t(f"通讯录中没有部门：{'、'.join(unknown)}",
+                      f"no such department: {', '.join(unknown)}")
+    participants = work.data.setdefault("participants", [])
+    added = [d.name for d in found.values() if d is not None and d.name not in participants]
+    if not added:
+        return work.t("这些部门已在参与名单中", "these departments already take part")
+    participants.extend(added)
+    for name in added:
+        work.send(work.proc.letters["participant_added"], work.roles.head_of(name),
+                  cc=work.roles.addresses("initiator"), added=[name])
+    work.note("participants", "+ " + "、".join(added))
+    work.event("participants + " + ", ".join(added))
+    return None
+
+
+def _minutes(work: Work, command: Command) -> str | None:
+    """``#advance`` after the meeting: the mail's text is the minutes for confirmation."""
+    if not work.text and not work.mail.attachments:
+        return work.t("请在 #advance 下方写上会议纪要（讨论要点、分歧点、共识）",
+                      "write the minutes below #advance")
+    work.data["minutes"] = work.text
+    common.output(work, "跨部门沟通纪要", work.text)
+    work.advance()
+    return None
+
+
+def _report(work: Work, command: Command) -> str | None:
+    """``#advance`` while tracking: the receiver's result report, for acceptance."""
+    if not work.text and not work.mail.attachments:
+        return work.t("请在 #advance 下方写上结果报告", "write the result report below #advance")
+    work.data["report"] = {"by": work.actor, "at": work.ctx.now.isoformat(), "text": work.text}
+    common.output(work, "结果报告", work.text)
+    work.send(work.proc.letters["result_report"], work.roles.addresses("initiator"),
+              cc=work.roles.addresses("receiver_head"))
+    work.event("result report")
+    return None
+
+
+def _accept(work: Work, command: Command) -> str | None:
+    """``#confirm`` while tracking: the initiator accepts the result report."""
+    if not work.condition("report_submitted"):
+        return work.unmet("report_submitted")
+    return work.confirm(work.actor)
+
+
+HOOKS = Hooks(
+    open=_open, staff_text=_staff_text, on_enter=_on_enter,
+    letters=("more_info", "participant_added", "result_report"),
+    ops={
+        ("*", "assign"): _assign,
+        ("meeting", "advance"): _minutes,
+        ("track", "advance"): _report,
+        ("track", "confirm"): _accept,
+    })
+HANDLER = Handler("internal", partial(open_case, HOOKS), partial(reply, HOOKS))

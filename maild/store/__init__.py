@@ -415,11 +415,19 @@ def _update(case: Case, u: UpdateCase) -> None:
             case.parties = [*case.parties, p]
     if u.data:
         case.data = {**case.data, **u.data}
+    if u.owner is not None:
+        case.owner = list(u.owner)
+    if u.set_due:
+        case.due_at = u.due_at
+    if u.urgent is not None:
+        case.urgent = u.urgent
+    if u.status in ("open", "waiting"):
+        case.closed_at = None  # reopened
 
 
 def _view(c: Case) -> CaseView:
     return CaseView(c.number, c.process, c.step, c.status, c.subject, c.department, c.urgent,
-                    c.language, tuple(c.parties), dict(c.data))
+                    c.language, tuple(c.parties), dict(c.data), tuple(c.owner or ()), c.due_at)
 
 
 def case_dict(c: Case) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class Case(Model):
     due_at = fields.DatetimeField(null=True)
     closed_at = fields.DatetimeField(null=True)
     data = fields.JSONField(default=dict)  # process-specific state
+    owner = fields.JSONField(default=list)  # addresses answering for the current step
 
     class Meta:
         table = "cases"
