@@ -115,7 +115,14 @@ class CancelTimers:
     key: str | None = None  # only the timer with this key
 
 
-Effect = OpenCase | UpdateCase | Note | SendLetter | SetTimer | CancelTimers
+@dataclass(frozen=True)
+class KeepAttachments:
+    """Store the mail's attachments once and link them to the case as this output."""
+
+    output: str
+
+
+Effect = OpenCase | UpdateCase | Note | SendLetter | SetTimer | CancelTimers | KeepAttachments
 
 
 @dataclass(frozen=True)

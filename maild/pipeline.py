@@ -150,7 +150,8 @@ class Intake:
                         letters=self.letters, from_addr=org.address, org_name=org.name,
                         msgid_domain=org.msgid_domain,
                         replies_per_hour=self.cfg.limits.replies_per_sender_per_hour,
-                        calendar=self.calendar)
+                        calendar=self.calendar,
+                        max_attachment_bytes=self.cfg.limits.max_attachment_bytes)
 
     async def _quarantine(self, row: Message, reason: str) -> None:
         errors.warning("uid %s quarantined: %s", row.uid, reason)

@@ -26,6 +26,7 @@ from maild.effects import (
     Context,
     Decision,
     Effect,
+    KeepAttachments,
     Note,
     OpenCase,
     SendLetter,
@@ -103,6 +104,7 @@ class Work:
         self.opened: OpenCase | None = None
         self.ack = True
         self.number_key = ""
+        self.attachment_output = ""  # what the mail's attachments stand for (an output)
         self.due_changed = False
         if case is None:
             self.number, self.step, self.status = "", "", "open"
@@ -376,6 +378,8 @@ class Work:
         self.data["owner"] = list(self.owner)
         effects: list[Effect] = [self.opened] if self.opened else []
         effects += self.effects
+        if self.mail.attachments and (self.opened or self.number):
+            effects.append(KeepAttachments(self._attachment_label()))
         added = tuple(p for p in self.parties if p not in self.parties_before)
         if self.opened is not None:
             added = tuple(p for p in added if p not in self.opened.parties)
@@ -392,6 +396,14 @@ class Work:
         if self.refusals:
             text += f"; {len(self.refusals)} command(s) refused"
         return Decision(tuple(effects), text)
+
+    def _attachment_label(self) -> str:
+        if self.attachment_output:
+            return self.attachment_output
+        step = self.proc.step(self.step) if self.step else self.proc.first
+        if self.is_staff and step.outputs:
+            return step.outputs[0]
+        return self.t("附件", "attachment")
 
     def letter_only(self, letter: str, summary: str, **extra: Any) -> Decision:
         """Open nothing: one automatic letter to the sender (e.g. what is missing)."""

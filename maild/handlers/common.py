@@ -79,6 +79,7 @@ def output(work: Work, name: str, text: str = "") -> None:
         "name": name, "step": work.step, "by": work.actor,
         "at": work.ctx.now.isoformat(), "text": text[:4000]})
     work.note("output", f"{name}" + (f": {text[:200]}" if text else ""))
+    work.attachment_output = name
 
 
 def assign_contact(work: Work, who: str) -> str | None:

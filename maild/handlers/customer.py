@@ -122,6 +122,9 @@ def _external(work: Work) -> None:
     step = work.step_def
     if step.confirm_by == "external" and work.confirmed():
         work.data["confirmed_version"] = work.data.get("version", 0)
+        if work.step == "solution":
+            common.output(work, f"客户需求确认函 v{work.data['confirmed_version']}（客户确认）",
+                          work.text)
         return  # the generic part recorded the confirmation
     if work.step == "aftersales":
         common.output(work, "满意度调研反馈", work.text)

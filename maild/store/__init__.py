@@ -25,6 +25,7 @@ from maild.effects import (
     CancelTimers,
     CaseView,
     Decision,
+    KeepAttachments,
     Note,
     OpenCase,
     SendLetter,
@@ -34,6 +35,7 @@ from maild.effects import (
 from maild.letters import Letters, compose, letter_subject, new_message_id
 from maild.message import ParsedMail
 from maild.sources.base import Fetched
+from maild.store.attachments import FileStore, case_attachments, keep
 from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry, Timer
 from maild.store.timers import case_timers_follow_status
 
@@ -92,6 +94,7 @@ class Store:
         # tortoise caches SQL per connection name: one name per backend (LIBRARY-NOTES 12)
         self.conn = "sqlite" if self.url.startswith("sqlite") else "postgres"
         self.raw = RawStore(raw_root)
+        self.files = FileStore(raw_root.parent / "attachments")
 
     async def open(self) -> None:
         await Tortoise.init(config={
@@ -200,6 +203,9 @@ class Store:
                     await self._enqueue(effect, case, mail, env)
                 elif isinstance(effect, SetTimer | CancelTimers) and case is not None:
                     await set_timer(case, effect, env.now)
+                elif isinstance(effect, KeepAttachments) and case is not None:
+                    await keep(self.files, effect, case, mail, env.max_attachment_bytes,
+                               env.now)
             if case is not None:  # pause, resume or cancel timers as the case's status says
                 await case_timers_follow_status(case, status_before, decision, env)
             row.message_id = mail.message_id
@@ -367,6 +373,7 @@ class Store:
             {"at": t.at.isoformat(), "kind": t.kind, "actor": t.actor,
              "message_id": t.message_id, "text": t.text}
             for t in await TimelineEntry.filter(case=c).order_by("id")]
+        out["attachments"] = await case_attachments(c)
         return out
 
 
@@ -398,6 +405,7 @@ class ApplyEnv:
     msgid_domain: str
     replies_per_hour: int
     calendar: BusinessCalendar = field(default_factory=BusinessCalendar)  # pauses deadlines
+    max_attachment_bytes: int = 25 * 1024 * 1024
 
 
 def _clean(s: str) -> str:

@@ -136,6 +136,26 @@ class DigestSent(Model):
         table = "digests"
 
 
+class Attachment(Model):
+    """A file a case received, stored once by content (``maild.store.attachments``)."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "maild.Case", related_name="attachments", on_delete=fields.CASCADE)
+    message_id = fields.CharField(MESSAGE_ID_MAX, null=True)
+    sha256 = fields.CharField(64, db_index=True)
+    filename = fields.CharField(255)  # made safe
+    content_type = fields.CharField(128, default="application/octet-stream")
+    size = fields.IntField()
+    output = fields.CharField(64)  # the step output it stands for, e.g. 报价
+    path = fields.CharField(255)  # relative to the attachments folder
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "attachments"
+        unique_together = (("case", "sha256"),)
+
+
 class Checkpoint(Model):
     source = fields.CharField(255, primary_key=True)
     uidvalidity = fields.BigIntField(default=0)

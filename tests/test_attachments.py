@@ -1,0 +1,118 @@
+"""Attachments: stored once by content beside the raw store, linked to cases as outputs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from support import NOW, mail, open_store
+
+from maild.classify import classify, subject_tags
+from maild.config import parse_config
+from maild.directory import Directory
+from maild.effects import Context
+from maild.engine import decide
+from maild.letters import Letters
+from maild.parse import parse_mail
+from maild.pipeline import Intake
+from maild.sources.base import Fetched
+from maild.store import Store
+from maild.store.attachments import safe_name
+from maild.store.models import Attachment, TimelineEntry
+
+SITE = """
+[organisation]
+address = "service@example.test"
+[routing]
+staff_domains = ["corp.example.test"]
+[limits]
+max_attachment_bytes = 1000
+[[directory.departments]]
+name = "采购部"
+short = "采"
+head = "zhou@corp.example.test"
+[[directory.suppliers]]
+name = "恒达材料"
+addresses = ["sales@hengda.example.cn"]
+"""
+INTENT = "供应商：sales@hengda.example.cn\n合作范围：铝合金外壳 500 件\n"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path) as s:
+        yield s
+
+
+class Feeder:
+    def __init__(self, store: Store, base: Path) -> None:
+        self.store = store
+        self.cfg = parse_config(SITE, "t.toml", str(base))
+        self.intake = Intake(self.cfg, None, store, Letters(), lambda: NOW)  # type: ignore
+        self.directory = Directory(self.cfg.directory, self.cfg.routing.staff_domains,
+                                   self.cfg.organisation.address)
+        self.uid = 0
+
+    async def feed(self, raw: bytes, now: datetime = NOW) -> str | None:
+        self.uid += 1
+        [row] = await self.store.record_fetched("t", 1, [Fetched(self.uid, raw)], now)
+        m = parse_mail(raw)
+        known = await self.store.known(m, subject_tags(m.subject))
+        cls = classify(m, self.directory, known, msgid_domain="example.test")
+        case = await self.store.case_view(cls.case_number) if cls.case_number else None
+        ctx = Context(now, "示例", "service@example.test", "zh", self.directory)
+        return await self.store.apply(row, m, cls, decide(m, cls, case, ctx),
+                                      self.intake.apply_env(now), "Processed")
+
+
+async def test_attachments_are_stored_once_and_linked_as_outputs(store: Store,
+                                                                  tmp_path: Path) -> None:
+    f = Feeder(store, tmp_path)
+    number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
+    quote = b"%PDF-1.4 quote " * 10
+    licence = b"%PDF-1.4 licence"
+    reply = mail("sales@hengda.example.cn", f"Re: [{number}] 外壳采购", "附上资质和报价。",
+                 attachments=(("报价单.pdf", quote), ("../../营业执照.pdf", licence)))
+    assert await f.feed(reply) == number
+    again = mail("sales@hengda.example.cn", f"Re: [{number}] 外壳采购", "再发一次报价。",
+                 attachments=(("报价单(1).pdf", quote),))
+    await f.feed(again)
+    rows = await Attachment.filter(case__number=number).order_by("id")
+    assert [(a.filename, a.output, a.size) for a in rows] == [
+        ("报价单.pdf", "供应商资质文件及报价", len(quote)),
+        ("营业执照.pdf", "供应商资质文件及报价", len(licence))]
+    root = tmp_path / "attachments"  # beside the raw store (tmp_path / "raw")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert len(files) == 2
+    assert (root / rows[0].path).read_bytes() == quote
+    shown = await store.case(number)  # type: ignore[arg-type]
+    assert [a["filename"] for a in shown["attachments"]] == ["报价单.pdf", "营业执照.pdf"]
+    kinds = [t.kind for t in await TimelineEntry.filter(case__number=number)]
+    assert kinds.count("attachment") == 2
+
+
+async def test_an_attachment_over_the_limit_is_not_kept_and_the_case_says_so(
+        store: Store, tmp_path: Path) -> None:
+    f = Feeder(store, tmp_path)
+    number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
+    await f.feed(mail("sales@hengda.example.cn", f"Re: [{number}] 外壳采购", "大文件。",
+                      attachments=(("图纸.dwg", b"x" * 5000),)))
+    assert await Attachment.filter(case__number=number).count() == 0
+    [note] = await TimelineEntry.filter(case__number=number, kind="attachment_refused")
+    assert "图纸.dwg (5000 bytes) not kept" in note.text
+
+
+@pytest.mark.parametrize("name, safe", [
+    ("报价单.pdf", "报价单.pdf"),
+    ("../../etc/passwd", "passwd"),
+    ("C:\\Users\\x\\合同.docx", "合同.docx"),
+    ('a<b>c:d"e|f?g*.txt', "a_b_c_d_e_f_g_.txt"),
+    ("bad\x00name\r\n.pdf", "bad_name_.pdf"),
+    ("   ", "attachment.bin"),
+    ("..", "attachment.bin"),
+    ("长" * 200 + ".pdf", "长" * 116 + ".pdf"),  # 120 characters in all
+])
+def test_safe_names(name: str, safe: str) -> None:
+    assert safe_name(name) == safe
