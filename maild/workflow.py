@@ -123,6 +123,7 @@ class Work:
             self.parties = list(case.parties)
             self.owner, self.due = tuple(case.owner), case.due_at
         self.parties_before = tuple(self.parties)
+        self.step_before = self.step  # the step the mail arrived in
 
     # -- facts -----------------------------------------------------------------------------
 
@@ -400,7 +401,7 @@ class Work:
     def _attachment_label(self) -> str:
         if self.attachment_output:
             return self.attachment_output
-        step = self.proc.step(self.step) if self.step else self.proc.first
+        step = self.proc.step(self.step_before) if self.step_before else self.proc.first
         if self.is_staff and step.outputs:
             return step.outputs[0]
         return self.t("附件", "attachment")

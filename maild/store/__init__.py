@@ -35,7 +35,7 @@ from maild.effects import (
 from maild.letters import Letters, compose, letter_subject, new_message_id
 from maild.message import ParsedMail
 from maild.sources.base import Fetched
-from maild.store.attachments import FileStore, case_attachments, keep
+from maild.store.attachments import FileStore, case_attachments, keep, process_facts
 from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry, Timer
 from maild.store.timers import case_timers_follow_status
 
@@ -373,6 +373,7 @@ class Store:
             {"at": t.at.isoformat(), "kind": t.kind, "actor": t.actor,
              "message_id": t.message_id, "text": t.text}
             for t in await TimelineEntry.filter(case=c).order_by("id")]
+        out.update(process_facts(c))
         out["attachments"] = await case_attachments(c)
         return out
 

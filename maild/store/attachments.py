@@ -93,3 +93,19 @@ async def case_attachments(case: Case) -> list[dict[str, object]]:
              "content_type": a.content_type, "sha256": a.sha256, "path": a.path,
              "at": a.at.isoformat(), "message_id": a.message_id}
             for a in await Attachment.filter(case=case).order_by("id")]
+
+
+def process_facts(case: Case) -> dict[str, object]:
+    """What ``cases show`` adds from the process state kept in the case's data."""
+    d = case.data or {}
+    return {
+        "owner": list(case.owner or []),
+        "pending_confirmations": list(d.get("pending", [])),
+        "participants": list(d.get("participants", [])),
+        "contact": d.get("contact") or None,
+        "external": list(d.get("external", [])),
+        "outputs": [dict(o) for o in d.get("outputs", [])],
+        "actions": [dict(a) for a in d.get("actions", [])],
+        "milestones": [dict(m) for m in d.get("milestones", [])],
+        "delays": [dict(x) for x in d.get("delays", [])],
+    }
