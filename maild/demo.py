@@ -1,8 +1,11 @@
 """``maild demo``: the whole flow on embedded defaults (Maildir in, SQLite, letters to a folder).
 
 Five realistic mails arrive (a GBK-encoded customer inquiry, a supplier quote, an internal
-request, an English inquiry and an out-of-office auto-reply); one cycle runs; the customer
-then answers the acknowledgement, and a second cycle files the answer on the same case.
+request with two fields missing, an English inquiry and an out-of-office auto-reply). Then,
+round by round, the people who got letters answer them the way they would from their mail
+client (replies threaded by In-Reply-To, commands on the first lines), and each round runs
+one daemon cycle: the customer case goes to the contract review, the internal request to
+its meeting, the supplier case to fulfilment. Tables at the end show what happened.
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ def _mail(sender: str, subject: str, body: str, charset: str = "utf-8",
 def sample_mails() -> list[bytes]:
     return [
         _mail("王经理 <wang@huaxin.example.cn>", "产品询价：定制工控主板 200 套",
-              "您好：\n\n我司计划采购定制工控主板 200 套，要求支持宽温（-20℃~70℃），"
-              "期望 2027 年 1 月交付。\n请报价并提供方案。\n\n华信集团 采购部 王经理\n",
-              charset="gbk"),
+              "您好：\n\n我司计划采购定制工控主板，需求如下：\n1. 定制工控主板 200 套\n"
+              "2. 支持宽温（-20℃~70℃）\n期望交付时间：2027-01-15\n请报价并提供方案。\n\n"
+              "华信集团 采购部 王经理\n", charset="gbk"),
         _mail("恒达销售 <sales@hengda.example.cn>", "关于铝合金外壳的报价",
               "贵司好，附上铝合金外壳报价：单价 86 元，起订量 500 件，交期 15 个工作日。\n"),
         _mail("王芳 <wang.fang@example.com>", "[跨部门][技术部] 新品推广技术支持",
@@ -58,15 +61,54 @@ def sample_mails() -> list[bytes]:
     ]
 
 
-def _reply_to_first_ack(sent: Path) -> bytes | None:
-    """The customer answers the acknowledgement they got (threaded by In-Reply-To only)."""
+#: (who answers, the letter they answer: its recipient and a piece of its subject, text)
+ROUNDS: list[tuple[str, list[tuple[str, str, str, str]]]] = [
+    ("the customer adds a requirement; the account manager proposes a solution; the "
+     "initiator completes her form; the buyer moves the quote on to evaluation", [
+         ("王经理 <wang@huaxin.example.cn>", "wang@huaxin.example.cn", "已受理",
+          "补充一点：需要 RS-485 接口两路。"),
+         ("王芳 <wang.fang@example.com>", "wang.fang@example.com", "新案件",
+          "#advance\n方案要点：K7 宽温工控主板，板载两路隔离 RS-485，首批 200 套分两批交付。"),
+         ("王芳 <wang.fang@example.com>", "wang.fang@example.com", "请补充",
+          "核心内容：推广会需要讲解新品的宽温设计\n需协助事项：派一名工程师讲解 30 分钟"),
+         ("周杰 <zhou.jie@example.com>", "zhou.jie@example.com", "新案件",
+          "#推进\n资质齐全，进入评估。"),
+     ]),
+    ("the customer confirms; the receiving head adds 财务部 and confirms; the buyer issues "
+     "the purchase order; a member who may not tries to move the request on", [
+         ("王经理 <wang@huaxin.example.cn>", "wang@huaxin.example.cn", "客户需求确认函",
+          "确认。"),
+         ("张伟 <zhang.wei@example.com>", "zhang.wei@example.com", "待确认",
+          "#assign 财务部\n#确认"),
+         ("周杰 <zhou.jie@example.com>", "zhou.jie@example.com", "新案件",
+          "#advance\n评估结论：资质齐全，价格合理。\n规格：铝合金外壳 HX-201\n数量：500 件\n"
+          "交货日期：2026-12-20\n验收标准：按图纸全检\n"),
+         ("李娜 <li.na@example.com>", "zhang.wei@example.com", "待确认", "#推进"),
+     ]),
+    ("legal approves the contract; the supplier confirms the order with its schedule", [
+         ("赵磊 <zhao.lei@example.com>", "zhao.lei@example.com", "法务审核", "#确认\n条款无误。"),
+         ("恒达销售 <sales@hengda.example.cn>", "sales@hengda.example.cn", "采购订单",
+          "确认订单。排期：12-05 原材料到货，12-18 发货。"),
+     ]),
+]
+
+
+def _letters(sent: Path) -> list[EmailMessage]:
     parser = email.parser.BytesParser(policy=email.policy.default)
-    for f in sorted((sent / "new").iterdir()):
-        ack = parser.parsebytes(f.read_bytes())
-        if "wang@huaxin.example.cn" in str(ack["To"]):
-            return _mail("王经理 <wang@huaxin.example.cn>", "Re: " + str(ack["Subject"]),
-                         "补充一点：需要 RS-485 接口两路。\n\n> 原邮件……\n", charset="gbk",
-                         In_Reply_To=str(ack["Message-ID"]))
+    files = sorted((sent / "new").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    return [parser.parsebytes(f.read_bytes()) for f in files]  # type: ignore[misc]
+
+
+def _answer(sent: Path, sender: str, to: str, subject: str, text: str) -> bytes | None:
+    """A reply to the latest letter to ``to`` whose subject has ``subject``, quoted."""
+    for letter in reversed(_letters(sent)):
+        if to in f"{letter['To']},{letter.get('Cc', '')}" and subject in str(letter["Subject"]):
+            body = letter.get_body(("plain",))
+            quoted = "".join(f"> {ln}\n" for ln in
+                             (body.get_content() if body else "").splitlines())  # type: ignore
+            return _mail(sender, "Re: " + str(letter["Subject"]),
+                         f"{text}\n\n在 2026-12-01 10:00，示例科技有限公司 写道：\n{quoted}",
+                         In_Reply_To=str(letter["Message-ID"]))
     return None
 
 
@@ -75,25 +117,27 @@ async def _cycle(app: App) -> None:
 
 
 def demo(directory: Path | None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)  # the tables below tell the story
+    logging.getLogger().setLevel(logging.ERROR)  # the tables below tell the story
     root = directory or Path(tempfile.mkdtemp(prefix="maild-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     (root / "maild.toml").write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"),
                                      encoding="utf-8")
     cfg = cfgmod.load(root / "maild.toml")
-    inbox = cfg.path("var/mail")
+    inbox, sent = cfg.path("var/mail"), cfg.path("var/sent")
     for raw in sample_mails():
         deliver(inbox, raw)
-    print(f"demo folder: {root}\n5 mails delivered to {inbox}\n")
+    print(f"demo folder: {root}\n5 mails delivered to {inbox}; first cycle\n")
     asyncio.run(_cycle(App.build(cfg, NOW)))
-    reply = _reply_to_first_ack(cfg.path("var/sent"))
-    if reply:
-        deliver(inbox, reply)
-        print("the customer replied to the acknowledgement; second cycle\n")
+    for n, (story, answers) in enumerate(ROUNDS, 2):
+        for sender, to, subject, text in answers:
+            raw = _answer(sent, sender, to, subject, text)
+            if raw is not None:
+                deliver(inbox, raw)
+        print(f"cycle {n}: {story}")
         asyncio.run(_cycle(App.build(cfg, NOW)))
     asyncio.run(_report(cfg))
-    print(f"\nletters were written to {cfg.path('var/sent/new')} (one .eml file each)")
-    print(f"try: maild cases show -c {root / 'maild.toml'} <number>")
+    print(f"\nletters were written to {sent / 'new'} (one .eml file each)")
+    print(f"try: maild cases show -c {root / 'maild.toml'} 2026-客-001")
     return 0
 
 
@@ -101,14 +145,19 @@ async def _report(cfg: cfgmod.Config) -> None:
     app = App.build(cfg)
     await app.store.open()
     try:
-        print("inbound mail:")
+        print("\ninbound mail:")
         print(table(await app.store.inbound(), ("uid", "from", "subject", "route", "case",
                                                  "state"), limit=36))
         print("\nletters sent:")
         print(table(await app.store.letters(), ("case", "letter", "to", "subject", "state"),
                     limit=40))
         print("\ncases:")
-        print(table(await app.store.cases(), ("number", "process", "step", "status",
-                                              "subject"), limit=36))
+        rows = []
+        for c in await app.store.cases():
+            shown = await app.store.case(c["number"]) or {}
+            rows.append({**c, "pending": "、".join(shown.get("pending_confirmations", [])),
+                         "owner": ", ".join(shown.get("owner", []))})
+        print(table(rows, ("number", "process", "step", "status", "owner", "pending",
+                           "subject"), limit=36))
     finally:
         await app.store.close()

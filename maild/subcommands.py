@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from maild import config as cfgmod
 from maild.app import App, make_clock, make_letters, make_processes, make_store
@@ -128,10 +130,12 @@ async def cases(cfg: Config, args: argparse.Namespace) -> int:
         if case is None:
             print(f"maild: no case {args.case}", file=sys.stderr)
             return 1
+        steps = make_processes(cfg)[case["process"]].steps
+        case["step_title"] = steps[case["step"]].title if case["step"] in steps else None
         if args.json:
             print_json(case)
         else:
-            print(format_case(case))
+            print(format_case(case, ZoneInfo(cfg.calendar.timezone)))
         return 0
     finally:
         await store.close()
@@ -164,14 +168,49 @@ def table(rows: list[dict[str, Any]], columns: tuple[str, ...], limit: int = 48)
     return "\n".join(out)
 
 
-def format_case(case: dict[str, Any]) -> str:
+def format_case(case: dict[str, Any], tz: tzinfo | None = None) -> str:
+    """``cases show``: the case's step, owner, outputs, pending confirmations and timeline,
+    times in ``tz`` (the business calendar's zone)."""
+    def short(at: str | None) -> str:
+        if not at:
+            return "-"
+        moment = datetime.fromisoformat(at)
+        return (moment.astimezone(tz) if tz else moment).strftime("%Y-%m-%d %H:%M")
+
+    title = f" {case['step_title']}" if case.get("step_title") else ""
+    pending = case.get("pending_confirmations") or []
     head = [f"{case['number']}  {case['subject']}",
-            f"  process: {case['process']}   step: {case['step']}   status: {case['status']}",
+            f"  process: {case['process']}   step: {case['step']}{title}   "
+            f"status: {case['status']}",
             f"  department: {case['department'] or '-'}   urgent: {case['urgent']}",
-            f"  opened: {case['opened_at']}   due: {case['due_at'] or '-'}",
-            f"  parties: {', '.join(case['parties'])}", "", "timeline:"]
-    return "\n".join(head) + "\n" + table(case["timeline"], ("at", "kind", "actor", "text"),
-                                          limit=70)
+            f"  opened: {short(case['opened_at'])}   due: {short(case['due_at'])}   "
+            f"closed: {short(case.get('closed_at'))}",
+            f"  owner: {', '.join(case.get('owner') or []) or '-'}",
+            f"  parties: {', '.join(case['parties']) or '-'}"]
+    if case.get("contact"):
+        head.append(f"  contact: {case['contact']}")
+    if case.get("participants"):
+        head.append(f"  participants: {'、'.join(case['participants'])}")
+    head.append(f"  pending confirmations: {'、'.join(pending) if pending else '-'}")
+    out = ["\n".join(head)]
+    sections = [
+        ("outputs", [{"at": short(o.get("at")), "name": o["name"], "by": o.get("by", ""),
+                      "text": o.get("text", "")} for o in case.get("outputs") or []],
+         ("at", "name", "by", "text")),
+        ("attachments", [{**a, "at": short(a.get("at"))} for a in case.get("attachments") or []],
+         ("at", "output", "filename", "size")),
+        ("actions", [{**a, "id": f"#{a['id']}", "done": "done" if a.get("done") else "open"}
+                     for a in case.get("actions") or []],
+         ("id", "text", "owner", "due", "support", "done")),
+        ("milestones", case.get("milestones") or [], ("date", "title")),
+        ("delays", case.get("delays") or [], ("date", "reason", "explained")),
+    ]
+    for name, rows, columns in sections:
+        if rows:
+            out.append(f"{name}:\n" + table(rows, columns, limit=50))
+    timeline = [{**t, "at": short(t["at"])} for t in case["timeline"]]
+    out.append("timeline:\n" + table(timeline, ("at", "kind", "actor", "text"), limit=70))
+    return "\n\n".join(out)
 
 
 __all__ = ["App", "dispatch"]

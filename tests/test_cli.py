@@ -88,9 +88,9 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     for number in ("2026-客-001", "2026-供-001", "2026-技-001", "2026-客-002"):
         assert number in out
     assert "robot" in out and "case 2026-客-001" in out
-    # four acknowledgements (the internal request's asks for its missing fields), three
-    # notices to the people in charge, and one telling the account manager of the reply
-    assert len(list((tmp_path / "demo" / "var" / "sent" / "new").iterdir())) == 8
+    # cycle 1: three acknowledgements and three notices to the people in charge, and the
+    # request for the internal form's missing fields; then the cases move on by replies
+    assert len(list((tmp_path / "demo" / "var" / "sent" / "new").iterdir())) == 18
     listed = json.loads(maild("cases", "list", "-c", str(tmp_path / "demo" / "maild.toml"),
                               "--json").stdout)
     assert [c["number"] for c in listed] == ["2026-客-001", "2026-供-001", "2026-技-001",
@@ -98,8 +98,13 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     for key in ("number", "process", "step", "status", "subject", "opened_at", "due_at",
                 "parties"):
         assert key in listed[0]
+    assert [(c["number"], c["step"]) for c in listed] == [
+        ("2026-客-001", "contract"), ("2026-供-001", "fulfilment"), ("2026-技-001", "meeting"),
+        ("2026-客-002", "requirements")]
     shown = maild("cases", "show", "-c", str(tmp_path / "demo" / "maild.toml"), "2026-客-001")
     assert "补充一点" in shown.stdout  # the customer's threaded reply
+    assert "step: contract 合同/协议签订" in shown.stdout and "legal_review" in shown.stdout
+    assert "command_refused" in out
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
