@@ -130,9 +130,9 @@ def demo(directory: Path | None) -> int:
     asyncio.run(_cycle(App.build(cfg, NOW)))
     for n, (story, answers) in enumerate(ROUNDS, 2):
         for sender, to, subject, text in answers:
-            raw = _answer(sent, sender, to, subject, text)
-            if raw is not None:
-                deliver(inbox, raw)
+            answer = _answer(sent, sender, to, subject, text)
+            if answer is not None:
+                deliver(inbox, answer)
         print(f"cycle {n}: {story}")
         asyncio.run(_cycle(App.build(cfg, NOW)))
     asyncio.run(_report(cfg))

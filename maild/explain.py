@@ -7,6 +7,7 @@ from typing import Any
 
 from maild.app import make_letters, make_processes, make_store
 from maild.classify import Known, classify, subject_tags
+from maild.commands import parse_commands
 from maild.config import Config
 from maild.directory import Directory
 from maild.effects import Context
@@ -66,6 +67,8 @@ async def explain_mail(cfg: Config, raw: bytes, now: datetime) -> dict[str, Any]
     return {
         "outcome": "process", "message_id": mail.message_id, "from": mail.from_.addr,
         "subject": mail.subject, "note": note, "classification": cls.as_dict(),
+        "commands": [{"command": c.name, "line": c.line, "source": c.source}
+                     for c in parse_commands(mail.text, mail.subject)],
         "decision": decision.summary,
         "effects": [type(e).__name__ for e in decision.effects], "letters": out_letters,
         "defects": list(mail.defects),
@@ -86,6 +89,8 @@ def format_text(r: dict[str, Any]) -> str:
     for h in c["hits"]:
         mark = {"hit": "✔", "miss": "·", "skipped": " "}[h["outcome"]]
         lines.append(f"  {mark} {h['stage']:<6} {h['rule']:<16} {h['detail']}")
+    for c in r.get("commands", []):
+        lines.append(f"command: {c['line']}  ({c['command'] or 'unknown'}, from the {c['source']})")
     lines += ["", f"decision: {r['decision']}"]
     for letter in r["letters"]:
         lines.append(f"letter {letter['letter']}.{letter['language']} → {', '.join(letter['to'])}")
