@@ -29,7 +29,7 @@ from maild.letters import Letters
 from maild.message import ParsedMail
 from maild.parse import ParseError, parse_mail
 from maild.sources.base import MailSource
-from maild.store import ApplyEnv, Store
+from maild.store import DECIDED, ApplyEnv, Store
 from maild.store.models import Message
 
 log = logging.getLogger("maild.intake")
@@ -80,10 +80,14 @@ class Intake:
             self.counters.fetched += len(batch)
             rows = await self.store.record_fetched(src.name, uidvalidity, batch, self.clock())
             failpoints.hit("after_fetch")
+            # handled copies of these bytes (one query per batch, not one per message)
+            copies = await self.store.decided_copies(rows)
             for row, fetched in zip(rows, batch, strict=True):
                 if should_stop():
                     break
-                await self._handle(row, fetched.raw)
+                await self._handle(row, fetched.raw, copies)
+                if row.state in DECIDED:
+                    copies.setdefault(row.sha256, row.id)
                 last = fetched.uid
             failpoints.hit("after_commit")
             await self.store.advance(src.name, uidvalidity, last)
@@ -98,13 +102,13 @@ class Intake:
             await self.store.mark_moved(self.source.name, uidvalidity, uids)
             self.counters.moved += len(uids)
 
-    async def _handle(self, row: Message, raw: bytes) -> None:
+    async def _handle(self, row: Message, raw: bytes, copies: dict[str, int]) -> None:
         if row.state != "received":
             return  # decided in an earlier run; only its move may be pending
-        dup = await self.store.duplicate_of(row)
-        if dup is not None:
+        dup = copies.get(row.sha256)
+        if dup is not None and dup != row.id:
             await self.store.finish(row, "duplicate", self.cfg.mailbox.processed_folder,
-                                    f"same bytes as message #{dup.id}")
+                                    f"same bytes as message #{dup}")
             self.counters.duplicates += 1
             return
         try:

@@ -59,6 +59,20 @@ async def test_uidvalidity_reset_does_not_process_mail_twice(site: Site) -> None
     assert list((site.inbox / "new").iterdir()) == []
 
 
+async def test_same_bytes_twice_in_one_batch_is_handled_once(site: Site) -> None:
+    raw = mail("a@huaxin.example.cn", "询价")
+    deliver(site.inbox, raw)
+    deliver(site.inbox, mail("b@huaxin.example.cn", "另一封"))
+    deliver(site.inbox, raw)  # a client sent it again: same bytes, new UID
+    counters = await site.intake.poll()
+    assert (counters.processed, counters.duplicates) == (2, 1)
+    first, _, again = await Message.filter(direction="in").order_by("uid")
+    assert (first.state, again.state) == ("processed", "duplicate")
+    assert again.reason == f"same bytes as message #{first.id}"
+    assert await Case.all().count() == 2
+    assert len(site.folder("Processed")) == 3
+
+
 async def test_unknown_sender_goes_to_triage_when_configured(tmp_path: Path) -> None:
     s = Site(tmp_path, default_process="triage")
     await s.store.open()

@@ -40,6 +40,8 @@ from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry,
 from maild.store.timers import case_timers_follow_status
 
 MODELS = "maild.store.models"
+#: inbound states that count as handled: a later copy of the same bytes is a duplicate
+DECIDED = ("processed", "quarantined")
 
 
 class RawStore:
@@ -139,11 +141,18 @@ class Store:
                 rows.append(row)
         return rows
 
-    async def duplicate_of(self, row: Message) -> Message | None:
-        """An earlier copy of the same bytes already handled (e.g. after a UIDVALIDITY reset)."""
-        return await Message.filter(direction="in", sha256=row.sha256,
-                                    state__in=("processed", "quarantined")
-                                    ).exclude(id=row.id).first()
+    async def decided_copies(self, rows: Sequence[Message]) -> dict[str, int]:
+        """sha256 -> id of the first handled inbound message with the same bytes, for the
+        rows' hashes: copies seen before (e.g. after a UIDVALIDITY reset) are duplicates."""
+        shas = list({r.sha256 for r in rows if r.state == "received"})
+        if not shas:
+            return {}
+        found: dict[str, int] = {}
+        for sha, mid in await Message.filter(direction="in", sha256__in=shas,
+                                             state__in=DECIDED).order_by("id").values_list(
+                                                 "sha256", "id"):
+            found.setdefault(sha, int(mid))
+        return found
 
     async def finish(self, row: Message, state: str, folder: str, reason: str | None) -> None:
         row.state, row.route, row.reason = state, folder, reason
