@@ -74,13 +74,16 @@ def parse_form(text: str, spec: FormSpec) -> Form:
     other: dict[str, str] = {}
     current: str | None = None
     for line in reply_top(text).splitlines():
+        if line.strip().startswith(("#", "＃")):
+            current = None  # a command line, never part of a field
+            continue
         m = _LINE.match(line)
         f = names.get(_key(m.group(1))) if m else None
         if m and f is not None:
             current = f.name
             values[current] = m.group(2)
             continue
-        if m and not line.strip().startswith(("http", "#", "＃")):
+        if m and not line.strip().startswith("http"):
             other[m.group(1).strip()] = m.group(2)
             current = None
             continue

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from maild.classify import Classification, clean_subject
-from maild.commands import COMMANDS, Command, strip_commands
+from maild.commands import COMMANDS, Command, parse_commands, strip_commands
 from maild.effects import (
     CancelTimers,
     CaseView,
@@ -453,5 +453,14 @@ def open_case(hooks: Hooks, mail: ParsedMail, cls: Classification, ctx: Context)
         work.letters.append(Pending(ack.letter, ack.to, (), ack.language, True, ack.context))
     work.enter(proc.first.id)
     work.auto_advance()
+    if work.is_staff:  # commands need a case to act on: say so rather than drop them
+        for command in parse_commands(mail.text):
+            work.refuse(command, work.t("开案邮件中的命令不执行：请在回复系统邮件时再发",
+                                        "commands in the mail that opens a case are not run: "
+                                        "send them in a reply"))
+        if work.refusals:
+            work.send(proc.letters["refused"], (work.reply_to,), automatic=True,
+                      refusals=list(work.refusals),
+                      commands=work.commands_for(work.actor, work.ctx.language))
     return work.decision(f"new {proc.name} case at {work.step}"
                          + (f" ({'; '.join(work.events[1:])})" if work.events[1:] else ""))

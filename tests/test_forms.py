@@ -83,3 +83,8 @@ def test_department_of() -> None:
     assert department_of("市场部/王芳") == "市场部"
     assert department_of("技术部／张伟") == "技术部"
     assert department_of(" 技术部 ") == "技术部"
+
+
+def test_command_lines_are_never_part_of_a_field() -> None:
+    form = parse_form("紧急程度：一般\n#due 2026-12-10\n需协助事项：派人\n", REQUEST_FORM)
+    assert form.values["紧急程度"] == "一般" and form.values["需协助事项"] == "派人"

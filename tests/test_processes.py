@@ -309,3 +309,13 @@ def test_a_supplier_that_writes_first_has_answered() -> None:
     assert s.cases[n].pending_timers("chase") == []
     assert s.names() == ["ack", "new_case_notice"]  # to the managers: no buyer known
     assert s.sent[1].to == ("chen@corp.example.test",)
+
+
+def test_commands_in_the_mail_that_opens_a_case_are_answered_not_dropped() -> None:
+    s = Sim()
+    s.send("吴采购 <wu@corp.example.test>", "[供应商] 铝合金外壳采购", INTENT + "#due 2026-12-10\n")
+    n = s.only_case()
+    assert s.case(n).due_at is None
+    assert s.names() == ["ack", "command_refused", "supplier_intent"]
+    assert "开案邮件中的命令不执行" in s.sent[1].rendered.text
+    assert "回复期限：2026-12-08\n" in s.sent[2].rendered.text  # the command is no field
