@@ -116,3 +116,17 @@ async def test_an_attachment_over_the_limit_is_not_kept_and_the_case_says_so(
 ])
 def test_safe_names(name: str, safe: str) -> None:
     assert safe_name(name) == safe
+
+
+async def test_an_older_database_gets_the_owner_column(store: Store, tmp_path: Path) -> None:
+    from tortoise import Tortoise
+
+    from maild.store.attachments import add_process_columns
+
+    db = Tortoise.get_connection(store.conn)
+    await db.execute_script("ALTER TABLE cases DROP COLUMN owner")
+    await add_process_columns(store.conn)
+    await add_process_columns(store.conn)  # twice: nothing to do
+    f = Feeder(store, tmp_path)
+    number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
+    assert (await store.case(number))["owner"] == ["zhou@corp.example.test"]  # type: ignore

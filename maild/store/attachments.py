@@ -15,6 +15,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from tortoise import Tortoise
+
 from maild.effects import KeepAttachments
 from maild.message import ParsedMail
 from maild.store.models import Attachment, Case, TimelineEntry
@@ -109,3 +111,19 @@ def process_facts(case: Case) -> dict[str, object]:
         "milestones": [dict(m) for m in d.get("milestones", [])],
         "delays": [dict(x) for x in d.get("delays", [])],
     }
+
+
+async def add_process_columns(conn: str) -> None:
+    """Databases made before cases had an ``owner``: add the column (safe to repeat)."""
+    db = Tortoise.get_connection(conn)
+    if conn == "sqlite":
+        rows = await db.execute_query_dict("PRAGMA table_info(cases)")
+        have = {r["name"] for r in rows}
+        kind = "JSON NOT NULL DEFAULT '[]'"
+    else:
+        rows = await db.execute_query_dict(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'cases'")
+        have = {r["column_name"] for r in rows}
+        kind = "JSONB NOT NULL DEFAULT '[]'::jsonb"
+    if have and "owner" not in have:
+        await db.execute_script(f"ALTER TABLE cases ADD COLUMN owner {kind}")
