@@ -121,7 +121,7 @@ def test_safe_names(name: str, safe: str) -> None:
 async def test_an_older_database_gets_the_owner_column(store: Store, tmp_path: Path) -> None:
     from tortoise import Tortoise
 
-    from maild.store.attachments import add_process_columns
+    from maild.store.casefacts import add_process_columns
 
     db = Tortoise.get_connection(store.conn)
     await db.execute_script("ALTER TABLE cases DROP COLUMN owner")

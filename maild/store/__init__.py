@@ -35,13 +35,8 @@ from maild.effects import (
 from maild.letters import Letters, compose, letter_subject, new_message_id
 from maild.message import ParsedMail
 from maild.sources.base import Fetched
-from maild.store.attachments import (
-    FileStore,
-    add_process_columns,
-    case_attachments,
-    keep,
-    process_facts,
-)
+from maild.store.attachments import FileStore, case_attachments, keep
+from maild.store.casefacts import add_process_columns, process_facts
 from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry, Timer
 from maild.store.timers import case_timers_follow_status
 
