@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -100,8 +101,11 @@ class Store:
         self.files = FileStore(raw_root.parent / "attachments")
 
     async def open(self) -> None:
+        conn: str | dict[str, Any] = self.url
+        if self.conn == "sqlite":  # statements on the loop's thread (see sqlite_inline)
+            conn = {**expand_db_url(self.url), "engine": "maild.store.sqlite_inline"}
         await Tortoise.init(config={
-            "connections": {self.conn: self.url},
+            "connections": {self.conn: conn},
             "apps": {"maild": {"models": [MODELS], "default_connection": self.conn}},
             "use_tz": True, "timezone": "UTC",
         })
