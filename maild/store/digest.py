@@ -119,10 +119,11 @@ async def gather(store: Store, *, now: datetime, per: Period, risk_until: dateti
 
 async def _deadlines(q: _Query, where: str, params: list[Any], order: str,
                      limit: int) -> tuple[int, list[Deadline]]:
-    [count] = await q.rows(f"SELECT COUNT(*) AS n {where}", params)
+    # COUNT(*) OVER (): the total before LIMIT, in the same scan as the listed rows
     rows = await q.rows(
         "SELECT c.number, c.subject, c.process, c.step, c.department, c.urgent, t.kind, "
-        f"t.due_at, t.level, t.data {where} ORDER BY {order} LIMIT {int(limit)}", params)
+        f"t.due_at, t.level, t.data, COUNT(*) OVER () AS total {where} "
+        f"ORDER BY {order} LIMIT {int(limit)}", params)
     out = []
     for r in rows:
         data = _data(r["data"])
@@ -130,7 +131,7 @@ async def _deadlines(q: _Query, where: str, params: list[Any], order: str,
             r["number"], r["subject"], r["process"], r["step"], r["department"] or "",
             _dt(r["due_at"]), int(r["level"]), bool(r["urgent"]), _owner(data), r["kind"],
             str(data.get("what") or ""), str(data.get("deadline") or "")))
-    return int(count["n"]), out
+    return (int(rows[0]["total"]) if rows else 0), out
 
 
 async def _dated(q: _Query, kind: str, key: str, title: str, first: date, after: date,
@@ -140,15 +141,14 @@ async def _dated(q: _Query, kind: str, key: str, title: str, first: date, after:
     where = (f"FROM timers t JOIN cases c ON c.id = t.case_id WHERE {OPEN}{scope} "
              f"AND t.kind = ? AND t.state IN ('pending', 'fired') AND {day} >= ? AND {day} < ?")
     params = [*sp, kind, first.isoformat(), after.isoformat()]
-    [count] = await q.rows(f"SELECT COUNT(*) AS n {where}", params)
-    rows = await q.rows(f"SELECT c.number, c.subject, t.key, t.data {where} "
-                        f"ORDER BY {day}, c.number LIMIT {int(limit)}", params)
+    rows = await q.rows(f"SELECT c.number, c.subject, t.key, t.data, COUNT(*) OVER () AS total "
+                        f"{where} ORDER BY {day}, c.number LIMIT {int(limit)}", params)
     out = []
     for r in rows:
         data = _data(r["data"])
         out.append(Dated(str(data.get(key) or ""), r["number"], r["subject"],
                          str(data.get(title) or r["key"]), _owner(data)))
-    return int(count["n"]), out
+    return (int(rows[0]["total"]) if rows else 0), out
 
 
 async def _per_day(q: _Query, column: str, per: Period) -> list[int]:

@@ -29,7 +29,9 @@ class Case(Model):
 
     class Meta:
         table = "cases"
-        indexes = (("status", "process", "step"), ("opened_at",), ("closed_at",))
+        # the digest's aggregates: open cases by step, per department, opened/closed per day
+        indexes = (("status", "process", "step"), ("department", "status", "process", "step"),
+                   ("opened_at",), ("closed_at",))
 
 
 class TimelineEntry(Model):
@@ -45,6 +47,7 @@ class TimelineEntry(Model):
     class Meta:
         table = "timeline"
         ordering = ["id"]
+        indexes = (("case_id", "id"),)  # a case's timeline, in order
 
 
 class Message(Model):
@@ -74,6 +77,7 @@ class Message(Model):
     class Meta:
         table = "messages"
         unique_together = (("mailbox", "uidvalidity", "uid"),)
+        indexes = (("case_id", "id"),)  # a case's messages, e.g. to thread its reminders
 
 
 class Outbox(Model):
@@ -119,7 +123,8 @@ class Timer(Model):
 
     class Meta:
         table = "timers"
-        indexes = (("state", "due_at"), ("kind", "state", "due_at"))
+        # the sweep (due pending timers) and the digest (escalated, at-risk, by kind)
+        indexes = (("state", "due_at"), ("kind", "state", "due_at"), ("kind", "level", "state"))
 
 
 class DigestSent(Model):

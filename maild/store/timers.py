@@ -31,7 +31,7 @@ from tortoise.functions import Max, Min
 from tortoise.transactions import in_transaction
 
 from maild.effects import CaseView, Decision, SetTimer
-from maild.store.models import Case, Message, TimelineEntry, Timer
+from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 from maild.timers import (
     CLOSED,
     PAUSABLE,
@@ -80,7 +80,8 @@ async def claim_timers(now: datetime, limit: int, lease: timedelta) -> tuple[str
         return token, []
     await Timer.filter(free, id__in=list(ids), state="pending").update(
         lease_until=now + lease, lease_owner=token)
-    return token, list(await Timer.filter(lease_owner=token).order_by("due_at", "id"))
+    return token, list(await Timer.filter(id__in=list(ids), lease_owner=token
+                                          ).order_by("due_at", "id"))
 
 
 async def sweep(store: Store, env: ApplyEnv, ctx: FireContext, *, batch: int = 200,
@@ -112,21 +113,23 @@ async def sweep(store: Store, env: ApplyEnv, ctx: FireContext, *, batch: int = 2
 async def _write(store: Store, env: ApplyEnv, token: str,
                  work: Sequence[tuple[Timer, Case, Firing]],
                  threads: dict[int, tuple[str, ...]], counts: SweepCounts) -> None:
+    done: list[bool | None]
     try:
         async with in_transaction(store.conn):
-            done = [await apply_firing(store, env, token, t, c, f, threads) for t, c, f in work]
+            done = list(await apply_firings(store, env, token, work, threads))
     except DBConnectionError:
         raise
     except Exception:  # noqa: BLE001 - e.g. a broken template: find it, fire the rest
         log.warning("a batch of %d timers failed; firing them one by one", len(work))
         done = []
-        for t, c, f in work:
+        for item in work:
             try:
                 async with in_transaction(store.conn):
-                    done.append(await apply_firing(store, env, token, t, c, f, threads))
+                    done += await apply_firings(store, env, token, [item], threads)
             except DBConnectionError:
                 raise
             except Exception as e:  # noqa: BLE001
+                t, c, _ = item
                 log.exception("timer #%s (%s) of %s failed: %s", t.id, t.kind, c.number, e)
                 counts.failed += 1
                 done.append(None)
@@ -148,35 +151,78 @@ async def _write(store: Store, env: ApplyEnv, token: str,
 
 
 async def apply_firing(store: Store, env: ApplyEnv, token: str, t: Timer, case: Case,
-                 firing: Firing, threads: dict[int, tuple[str, ...]]) -> bool:
+                       firing: Firing, threads: dict[int, tuple[str, ...]]) -> bool:
     """Write one firing inside the caller's transaction; False when someone else fired it."""
-    now = env.now
-    o = firing.outcome
-    changes: dict[str, Any] = {"lease_owner": None, "lease_until": None}
-    if isinstance(o, Fired | Rearm):
-        changes |= {"state": "fired", "level": o.level, "data": dict(o.data), "fired_at": now}
-    elif isinstance(o, Escalate):
-        changes |= {"level": o.level, "due_at": o.due_at.astimezone(UTC),
-                    "data": dict(o.data), "fired_at": now}
-    elif isinstance(o, Cancel):
-        changes |= {"state": "cancelled"}
-    elif isinstance(o, Pause):
-        changes |= {"state": "paused", "data": _paused(t.data, now, o.remaining)}
-    n = await Timer.filter(id=t.id, lease_owner=token, state="pending").update(**changes)
-    if n != 1:
-        return False
-    if isinstance(o, Rearm):
-        from maild.store import set_timer
+    [ok] = await apply_firings(store, env, token, [(t, case, firing)], threads)
+    return ok
 
-        await set_timer(case, o.timer, now)
-    for note in firing.notes:
-        await TimelineEntry.create(case=case, at=now, kind=note.kind, actor=note.actor,
-                                   message_id=None, text=note.text)
-    thread = threads.get(case.id, ())
-    for letter in firing.letters:
-        await store.enqueue(letter, case, env, in_reply_to=thread[-1] if thread else None,
-                            references=thread)
-    return True
+
+_CHANGED = ("state", "level", "due_at", "data", "fired_at", "lease_owner", "lease_until")
+
+
+async def apply_firings(store: Store, env: ApplyEnv, token: str,
+                        work: Sequence[tuple[Timer, Case, Firing]],
+                        threads: dict[int, tuple[str, ...]]) -> list[bool]:
+    """Write firings inside the caller's transaction; False for each timer someone else
+    fired first. A handful of statements per batch, not per timer."""
+    if not work:
+        return []
+    now = env.now
+    # Take the timers still leased to us over to a token only this transaction knows: on
+    # PostgreSQL this locks the rows until commit, so a sweeper whose lease ran out waits
+    # here and then finds nothing; on SQLite the update takes the database's write lock.
+    mine = f"{token}:w"
+    await Timer.filter(id__in=[t.id for t, _, _ in work], lease_owner=token,
+                       state="pending").update(lease_owner=mine)
+    owned = set(await Timer.filter(id__in=[t.id for t, _, _ in work], lease_owner=mine
+                                   ).values_list("id", flat=True))
+    changed: list[Timer] = []
+    notes: list[TimelineEntry] = []
+    letters: list[Outbox | Message | TimelineEntry] = []
+    for t, case, firing in work:
+        if t.id not in owned:
+            continue
+        _change(t, firing, now)
+        changed.append(t)
+        o = firing.outcome
+        if isinstance(o, Rearm):
+            from maild.store import set_timer
+
+            await set_timer(case, o.timer, now)
+        notes += [TimelineEntry(case=case, at=now, kind=n.kind, actor=n.actor, message_id=None,
+                                text=n.text) for n in firing.notes]
+        thread = threads.get(case.id, ())
+        for letter in firing.letters:
+            kw: dict[str, Any] = {"in_reply_to": thread[-1] if thread else None,
+                                  "references": thread}
+            if letter.automatic:  # replies count against the sender's limit: the slow path
+                await store.enqueue(letter, case, env, **kw)
+            elif letter.to or letter.cc:
+                letters += store.letter_rows(letter, case, env, **kw)
+    if changed:
+        await Timer.bulk_update(changed, fields=list(_CHANGED), batch_size=500)
+    if notes:
+        await TimelineEntry.bulk_create(notes, batch_size=500)
+    for model in (Outbox, Message, TimelineEntry):
+        rows = [r for r in letters if isinstance(r, model)]
+        if rows:
+            await model.bulk_create(rows, batch_size=500)  # type: ignore[attr-defined]
+    return [t.id in owned for t, _, _ in work]
+
+
+def _change(t: Timer, firing: Firing, now: datetime) -> None:
+    """The timer row after a firing (in memory; written by ``bulk_update``)."""
+    o = firing.outcome
+    t.lease_owner = t.lease_until = None
+    if isinstance(o, Fired | Rearm):
+        t.state, t.level, t.data, t.fired_at = "fired", o.level, dict(o.data), now
+    elif isinstance(o, Escalate):
+        t.level, t.due_at, t.data, t.fired_at = (o.level, o.due_at.astimezone(UTC),
+                                                 dict(o.data), now)
+    elif isinstance(o, Cancel):
+        t.state = "cancelled"
+    elif isinstance(o, Pause):
+        t.state, t.data = "paused", _paused(dict(t.data or {}), now, o.remaining)
 
 
 async def _threads(case_ids: list[int]) -> dict[int, tuple[str, ...]]:
