@@ -256,7 +256,7 @@ class _Rung:
     to: tuple[str, ...]
     letter: str
     language: str
-    context: dict[str, Any] = field(default_factory=dict)
+    skipped: str = "nobody configured"  # why, when ``to`` is empty
 
 
 def _rungs(timer: TimerView, case: CaseView, ctx: FireContext) -> list[_Rung]:
@@ -267,9 +267,13 @@ def _rungs(timer: TimerView, case: CaseView, ctx: FireContext) -> list[_Rung]:
         return [_Rung("supplier", addresses(timer.data.get("to")), "supplier_chase",
                       case.language),
                 _Rung("head", head, "escalation", ctx.language)]
-    return [_Rung("owner", addresses(timer.data.get("owner")), "deadline_reminder",
-                  ctx.language),
-            _Rung("head", head, "escalation", ctx.language),
+    owners = addresses(timer.data.get("owner"))
+    # a head who owns the step was reminded as its owner: the managers come next
+    others = tuple(h for h in head if h not in owners)
+    return [_Rung("owner", owners, "deadline_reminder", ctx.language),
+            _Rung("head", others, "escalation", ctx.language,
+                  "the owner is the department head" if head and not others
+                  else "nobody configured"),
             _Rung("managers", managers_for(ctx.directory, department), "escalation",
                   ctx.language)]
 
@@ -282,7 +286,7 @@ def _ladder(timer: TimerView, case: CaseView, ctx: FireContext) -> Firing:
     index = timer.level
     while index < len(rungs) and not rungs[index].to:
         notes.append(Note("escalation", f"level {index + 1} ({LEVEL_NAMES[rungs[index].name]})"
-                          f" skipped: nobody configured", "maild"))
+                          f" skipped: {rungs[index].skipped}", "maild"))
         index += 1
     if index >= len(rungs):
         data = {**timer.data, "deadline": deadline, "ladder": history}

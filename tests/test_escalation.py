@@ -100,6 +100,16 @@ async def test_a_missing_rung_is_skipped_and_noted(desk: Desk) -> None:
     ]
 
 
+async def test_a_head_who_owns_the_step_is_not_told_twice(desk: Desk) -> None:
+    number = await desk.open(sh("2026-11-30 10:00"),
+                             deadline("2026-12-01 10:00", owner=HEAD))
+    for at in ("2026-12-01 10:00", "2026-12-02 10:00"):
+        assert (await desk.sweep(sh(at))).fired == 1
+    assert [to for _, to in await desk.letters()] == [(HEAD,), (CHEN,)]
+    assert (await desk.timeline(number, "escalation"))[1] == (
+        "level 2 (department head) skipped: the owner is the department head")
+
+
 async def test_supplier_chase_then_the_buyers_head(desk: Desk) -> None:
     number = await desk.open(
         sh("2026-12-01 09:00"),
