@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
@@ -136,7 +137,7 @@ def _timers(rnd: random.Random, plans: list[tuple[str, str, str, str, str, datet
         else:
             due = now + timedelta(minutes=rnd.randrange(5, 60 * 24 * 30))
         owner = f"staff.{MAILBOX[short]}@corp.example.test"
-        data = {"step": step, "owner": [owner], "department": dept}
+        data: dict[str, Any] = {"step": step, "owner": [owner], "department": dept}
         if status == "waiting":  # as Store.apply leaves them: paused, working time kept
             data |= {"paused_at": now.isoformat(), "remaining_s": 3600.0}
         timers.append(Timer(case_id=case_id, kind="deadline", key=step, due_at=due, data=data,

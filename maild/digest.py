@@ -236,7 +236,8 @@ def _processes(data: DigestData, labels: Labels, language: str) -> list[dict[str
                          "rest_px": max(0, BAR_PX - open_px - waiting_px),
                          "text_bar": _text_bar(total, top)})
         out.append({"label": labels.process(process, language),
-                    "total": sum(r["total"] for r in rows), "steps": rows})
+                    "total": sum(c["open"] + c["waiting"] for c in steps[process].values()),
+                    "steps": rows})
     return out
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support import open_store
-from timing import Desk, sh
+from timing import Desk, body, sh
 
 from maild.effects import SetTimer, UpdateCase
 
@@ -54,12 +54,12 @@ async def test_owner_then_head_then_manager_each_once(desk: Desk) -> None:
 
     to_head, to_managers = await desk.mails("escalation")
     assert to_head["Subject"] == f"[{number}] 逾期上报：新品推广会技术讲解支持（沟通对象确认）"
-    head_text = to_head.get_body(("plain",)).get_content()
+    head_text = body(to_head)
     assert head_text.startswith("部门负责人，您好：")
     assert "超时约 7.5 个工作小时" in head_text  # one working day
     assert f"{OWNER}（2026-12-01 10:00）" in head_text
     assert "如 2026-12-03 10:00 前仍未处理，系统将上报管理层" in head_text
-    managers_text = to_managers.get_body(("plain",)).get_content()
+    managers_text = body(to_managers)
     assert managers_text.startswith("各位领导，您好：")
     assert "超时约 15.0 个工作小时" in managers_text
     assert f"{HEAD}（2026-12-02 10:00）" in managers_text
@@ -124,9 +124,9 @@ async def test_supplier_chase_then_the_buyers_head(desk: Desk) -> None:
                                     ("escalation", ("zhou@corp.example.test",))]
     [chase] = await desk.mails("supplier_chase")
     assert chase["Subject"] == f"[{number}] 催办：报价单（铝合金外壳采购）"
-    assert "《延期说明》" in chase.get_body(("plain",)).get_content()
+    assert "《延期说明》" in body(chase)
     [esc] = await desk.mails("escalation")
-    text = esc.get_body(("plain",)).get_content()
+    text = body(esc)
     assert "供应商（sales@hengda.example.cn）的「报价单」" in text
     assert await desk.timeline(number, "escalation") == [
         "level 1 (supplier): 报价单 unanswered since 2026-12-03 09:00; "

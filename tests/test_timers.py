@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support import open_store
-from timing import Desk, sh
+from timing import Desk, body, sh
 
 from maild.calendar import BusinessCalendar
 from maild.effects import CancelTimers, SetTimer, UpdateCase
@@ -109,7 +109,7 @@ async def test_urgent_request_at_17_is_due_10_next_morning(desk: Desk) -> None:
     assert (await desk.sweep(sh("2026-12-04 10:00"))).fired == 1
     [reminder] = await desk.mails("deadline_reminder")
     assert reminder["Subject"].startswith(f"[{number}] 到期提醒：")
-    text = reminder.get_body(("plain",)).get_content()
+    text = body(reminder)
     assert "2026-12-04 10:00" in text and "【紧急】" in text
     assert "2026-12-04 12:00" in text  # urgent: the head hears 2 working hours later
 
@@ -126,7 +126,7 @@ async def test_action_reminder_two_working_days_before_a_monday(desk: Desk) -> N
     [m] = await desk.mails("action_reminder")
     assert m["To"] == OWNER
     assert "准备技术讲解材料" in m["Subject"] and "2026-10-12 周一" in m["Subject"]
-    assert "市场部提供产品定位资料" in m.get_body(("plain",)).get_content()
+    assert "市场部提供产品定位资料" in body(m)
     assert await desk.timeline(number, "reminder") == [
         f"action '准备技术讲解材料' due 2026-10-12: reminded {OWNER}"]
 

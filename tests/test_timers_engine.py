@@ -43,10 +43,9 @@ class Office:
     inbox: Path
     now: datetime
 
-    async def send(self, at: datetime, sender: str, subject: str, body: str,
-                   **headers: str) -> None:
+    async def send(self, at: datetime, sender: str, subject: str, body: str) -> None:
         self.now = at
-        deliver(self.inbox, mail(sender, subject, body, **headers))
+        deliver(self.inbox, mail(sender, subject, body))
         await self.intake.poll()
 
     async def letters(self) -> list[tuple[str, tuple[str, ...], str]]:

@@ -45,6 +45,13 @@ departments = ["市场部"]
 """
 
 
+def body(m: email.message.EmailMessage, kind: str = "plain") -> str:
+    """The text of a letter's plain (or html) part."""
+    part = m.get_body((kind,))
+    assert part is not None, f"no {kind} part"
+    return str(part.get_content())
+
+
 def sh(text: str) -> datetime:
     """``2026-02-13 17:30`` in Shanghai."""
     return datetime.fromisoformat(text).replace(tzinfo=SH)

@@ -203,10 +203,14 @@ async def apply_firings(store: Store, env: ApplyEnv, token: str,
         await Timer.bulk_update(changed, fields=list(_CHANGED), batch_size=500)
     if notes:
         await TimelineEntry.bulk_create(notes, batch_size=500)
-    for model in (Outbox, Message, TimelineEntry):
-        rows = [r for r in letters if isinstance(r, model)]
-        if rows:
-            await model.bulk_create(rows, batch_size=500)  # type: ignore[attr-defined]
+    outbox = [r for r in letters if isinstance(r, Outbox)]
+    messages = [r for r in letters if isinstance(r, Message)]
+    entries = [r for r in letters if isinstance(r, TimelineEntry)]
+    if outbox:
+        await Outbox.bulk_create(outbox, batch_size=500)
+        await Message.bulk_create(messages, batch_size=500)
+    if entries:
+        await TimelineEntry.bulk_create(entries, batch_size=500)
     return [t.id in owned for t, _, _ in work]
 
 
