@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # mail-parser warns about every part type it does not handle; our parser handles them
     logging.getLogger("mailparser").setLevel(logging.ERROR)
     logging.getLogger("tortoise").setLevel(logging.WARNING)
+    # two lines per scheduled run (cycle, timers) would drown the log; errors still show
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     from maild import subcommands
 
     try:
