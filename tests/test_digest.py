@@ -20,6 +20,7 @@ from timing import MANAGERS_TOML, Desk, sh
 
 from maild import config as cfgmod
 from maild.digest import Schedule, period
+from maild.effects import CancelTimers
 from maild.letters import Letters
 from maild.store.models import DigestSent, Outbox
 
@@ -126,6 +127,22 @@ async def test_the_digest_mail_is_self_contained(seeded: Desk) -> None:
         assert "http://" not in html and "https://" not in html and "url(" not in html
         assert "管理周报" in str(m["Subject"]) and "本期新增" in text and m["Auto-Submitted"]
         assert m["X-Maild-Case"] is None
+
+
+async def test_done_items_and_answered_suppliers_leave_the_digest(seeded: Desk) -> None:
+    before = await seeded.sweeper.digest_context(DIGEST_AT, (), "")
+    # the action item due Tuesday was reminded last week; it is done now
+    await seeded.decide("2026-技-007", (CancelTimers(("action_reminder",), key="a1"),),
+                        DIGEST_AT)
+    # the fully escalated supplier finally answered: the chase is retired
+    await seeded.decide("2026-供-001", (CancelTimers(("chase",), key="quote"),), DIGEST_AT)
+    after = await seeded.sweeper.digest_context(DIGEST_AT, (), "")
+    assert before["actions_more"] == after["actions_more"] == 0
+    assert [a["number"] for a in before["actions"]] == ["2026-技-007", "2026-市-001",
+                                                       "2026-市-001"]
+    assert [a["number"] for a in after["actions"]] == ["2026-市-001", "2026-市-001"]
+    assert [d["number"] for d in after["delays"]] == ["2026-供-002"]
+    assert after["kpi"]["delays"] == before["kpi"]["delays"] - 1
 
 
 # -- once per week and manager ---------------------------------------------------------------

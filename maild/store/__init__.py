@@ -412,7 +412,12 @@ async def set_timer(case: Case, effect: SetTimer | CancelTimers, now: datetime) 
         if effect.kinds:
             pending = pending.filter(kind__in=list(effect.kinds))
         if effect.key is not None:
-            pending = pending.filter(key=effect.key)
+            # a keyed cancel retires that item (an action done, a supplier who answered)
+            # even after its reminder fired, so the digest stops listing it
+            pending = Timer.filter(case=case, state__in=("pending", "paused", "fired"),
+                                   key=effect.key)
+            if effect.kinds:
+                pending = pending.filter(kind__in=list(effect.kinds))
         await pending.update(state="cancelled")
         return
     await pending.filter(kind=effect.kind, key=effect.key).update(state="cancelled")
