@@ -8,7 +8,6 @@ headers, a wrong declared charset and quoted encoded-words, all common in Chines
 from __future__ import annotations
 
 import binascii
-import email
 import html
 import re
 from email.message import Message
@@ -64,21 +63,11 @@ class ParseError(ValueError):
     """The input cannot be understood as mail at all; ``str(err)`` is the quarantine reason."""
 
 
-def parse_mail(raw: bytes, *, diagnose: bool = True) -> ParsedMail:
-    """Build a :class:`ParsedMail` from raw RFC 5322 bytes; raise ParseError if it is not mail.
-
-    ``diagnose=False`` reads the same structure with the stdlib parser mail-parser wraps and
-    reports only MIME structure defects, without mail-parser's header diagnostics (address,
-    date, Received): the intake never shows them and they cost as much again as the parse.
-    """
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Build a :class:`ParsedMail` from raw RFC 5322 bytes; raise ParseError if it is not mail."""
     install_aliases()
-    if diagnose:
-        parser = _mail_parser(raw)
-        message: Message = parser.message
-        reported = parser.defects
-    else:
-        message = _stdlib_message(raw)
-        reported = _structure_defects(message)
+    parser = _mail_parser(raw)
+    message: Message = parser.message
     headers = _top_headers(message)
     if not headers and not _known_header(message):
         raise ParseError(_not_mail_reason(raw))
@@ -98,7 +87,7 @@ def parse_mail(raw: bytes, *, diagnose: bool = True) -> ParsedMail:
         in_reply_to=_ids(" ".join(first("in-reply-to", []))),
         references=_ids(" ".join(first("references", []))),
         signals={name: _text(headers[name][0]) for name in SIGNALS if name in headers},
-        defects=_defects(reported, walk.defects),
+        defects=_defects(parser.defects, walk.defects),
     )
 
 
@@ -111,31 +100,6 @@ def _mail_parser(raw: bytes) -> mailparser.MailParser:
         raise ParseError("MIME parts nested too deeply to parse (possible attack)") from exc
     except Exception as exc:  # mail-parser should never raise; if it does, say what failed
         raise ParseError(f"mail-parser failed: {type(exc).__name__}: {exc}"[:300]) from exc
-
-
-def _stdlib_message(raw: bytes) -> Message:
-    """The message tree exactly as mail-parser builds it (``email.message_from_bytes``)."""
-    if not raw or raw.isspace():
-        raise ParseError("empty input: the message has no bytes")
-    try:
-        return email.message_from_bytes(raw)
-    except RecursionError as exc:
-        raise ParseError("MIME parts nested too deeply to parse (possible attack)") from exc
-    except Exception as exc:  # the stdlib parser should never raise; say what failed if it does
-        raise ParseError(f"email parser failed: {type(exc).__name__}: {exc}"[:300]) from exc
-
-
-def _structure_defects(message: Message) -> list[dict[str, list[str]]]:
-    """Each part's parser defects, in mail-parser's ``{content type: [defect]}`` form."""
-    found: list[dict[str, list[str]]] = []
-    try:
-        for part in message.walk():
-            if part.defects:
-                found.append({part.get_content_type(): [f"{type(e).__name__}: {e.__doc__}"
-                                                        for e in part.defects]})
-    except RecursionError as exc:  # walk() recurses once per nesting level
-        raise ParseError("MIME parts nested too deeply to parse (possible attack)") from exc
-    return found
 
 
 def _top_headers(message: Message) -> dict[str, list[str]]:

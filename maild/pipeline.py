@@ -118,7 +118,7 @@ class Intake:
             self.counters.duplicates += 1
             return
         try:
-            mail = parse_mail(raw, diagnose=False)  # header diagnostics are for `explain`
+            mail = parse_mail(raw)
         except ParseError as e:
             await self._quarantine(row, f"cannot parse: {e}")
             return
