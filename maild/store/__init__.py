@@ -6,8 +6,6 @@ transaction (``apply``); the sender drains the outbox separately.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ from maild.effects import (
 from maild.letters import Letters, compose, letter_subject, new_message_id
 from maild.message import ParsedMail
 from maild.sources.base import Fetched
-from maild.store.attachments import FileStore, case_attachments, keep
+from maild.store.attachments import ContentStore, case_attachments, keep
 from maild.store.casefacts import add_process_columns, process_facts
 from maild.store.models import Case, Checkpoint, Message, Outbox, TimelineEntry, Timer
 from maild.store.timers import case_timers_follow_status
@@ -44,27 +42,6 @@ from maild.store.timers import case_timers_follow_status
 MODELS = "maild.store.models"
 #: inbound states that count as handled: a later copy of the same bytes is a duplicate
 DECIDED = ("processed", "quarantined")
-
-
-class RawStore:
-    """Raw message bytes, content-addressed (``ab/abcdef….eml``), written before any effect."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def put(self, raw: bytes) -> tuple[str, str]:
-        sha = hashlib.sha256(raw).hexdigest()
-        rel = f"{sha[:2]}/{sha}.eml"
-        path = self.root / rel
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(raw)
-            os.replace(tmp, path)
-        return sha, rel
-
-    def get(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
 
 
 def tortoise_url(url: str, base_dir: Path) -> str:
@@ -97,8 +74,8 @@ class Store:
         self.url = tortoise_url(url, base_dir)
         # tortoise caches SQL per connection name: one name per backend (LIBRARY-NOTES 12)
         self.conn = "sqlite" if self.url.startswith("sqlite") else "postgres"
-        self.raw = RawStore(raw_root)
-        self.files = FileStore(raw_root.parent / "attachments")
+        self.raw = ContentStore(raw_root, ".eml")
+        self.files = ContentStore(raw_root.parent / "attachments")
 
     async def open(self) -> None:
         conn: str | dict[str, Any] = self.url

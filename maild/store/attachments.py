@@ -38,26 +38,35 @@ def safe_name(name: str) -> str:
     return name
 
 
-class FileStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+class ContentStore:
+    """Bytes kept once by content (``ab/abcdef…<suffix>``), each file written atomically.
 
-    def put(self, payload: bytes) -> tuple[str, str]:
-        sha = hashlib.sha256(payload).hexdigest()
-        rel = f"{sha[:2]}/{sha}"
+    Raw mail (``.eml``) and attachments both live in one of these.
+    """
+
+    def __init__(self, root: Path, suffix: str = "") -> None:
+        self.root = root
+        self.suffix = suffix
+
+    def put(self, data: bytes) -> tuple[str, str]:
+        sha = hashlib.sha256(data).hexdigest()
+        rel = f"{sha[:2]}/{sha}{self.suffix}"
         path = self.root / rel
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{sha}.tmp{os.getpid()}")
-            tmp.write_bytes(payload)
+            tmp.write_bytes(data)
             os.replace(tmp, path)
         return sha, rel
+
+    def get(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
 
     def path(self, rel: str) -> Path:
         return self.root / rel
 
 
-async def keep(files: FileStore, effect: KeepAttachments, case: Case, mail: ParsedMail,
+async def keep(files: ContentStore, effect: KeepAttachments, case: Case, mail: ParsedMail,
                limit: int, now: object) -> None:
     """Store and link the mail's attachments, inside the caller's transaction."""
     for a in mail.attachments:
