@@ -73,11 +73,12 @@ class App:
     def build(cls, cfg: Config, now: datetime | None = None) -> App:
         clock = make_clock(now)
         letters = make_letters(cfg)
-        make_processes(cfg, letters)  # a definition naming a missing letter stops us here
+        # read once; a definition naming a missing letter stops us here
+        processes = make_processes(cfg, letters)
         store = make_store(cfg)
         source = make_source(cfg)
         return cls(cfg, clock, store, source, make_mail_sender(cfg),
-                   Intake(cfg, source, store, letters, clock))
+                   Intake(cfg, source, store, letters, clock, processes))
 
 
 __all__ = ["App", "ConfigError", "make_clock", "make_letters", "make_processes", "make_store"]

@@ -37,7 +37,8 @@ class Daemon:
         self._busy = asyncio.Lock()  # one cycle at a time; shutdown waits for it
         self.sent = self.send_failures = 0
         self.fired = self.digests = 0
-        self.sweeper = Sweeper(app.cfg, app.store, app.intake.letters, app.intake.calendar)
+        self.sweeper = Sweeper(app.cfg, app.store, app.intake.letters, app.intake.calendar,
+                               app.intake.processes)
 
     def stop(self) -> None:
         if not self.stopping.is_set():

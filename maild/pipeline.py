@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import DBConnectionError
 from tortoise.transactions import in_transaction
@@ -29,6 +28,7 @@ from maild.handlers import load_site_processes
 from maild.letters import Letters
 from maild.message import ParsedMail
 from maild.parse import ParseError, parse_mail
+from maild.process import ProcessDef
 from maild.sources.base import MailSource
 from maild.store import DECIDED, ApplyEnv, Store
 from maild.store.models import Message
@@ -54,7 +54,8 @@ class Counters:
 
 class Intake:
     def __init__(self, cfg: Config, source: MailSource, store: Store, letters: Letters,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime],
+                 processes: Mapping[str, ProcessDef] | None = None) -> None:
         self.cfg = cfg
         self.source = source
         self.store = store
@@ -62,9 +63,8 @@ class Intake:
         self.clock = clock
         self.directory = Directory(cfg.directory, cfg.routing.staff_domains,
                                    cfg.organisation.address)
-        self.tz = ZoneInfo(cfg.calendar.timezone)
         self.calendar = BusinessCalendar(cfg.calendar.settings())
-        self.processes = load_site_processes(cfg)
+        self.processes = processes if processes is not None else load_site_processes(cfg)
         self.counters = Counters()
 
     async def poll(self, should_stop: Callable[[], bool] = lambda: False) -> Counters:
@@ -152,16 +152,7 @@ class Intake:
                        cls.route, number, decision.summary)
 
     def apply_env(self, now: datetime) -> ApplyEnv:
-        org = self.cfg.organisation
-        n = self.cfg.numbering
-        return ApplyEnv(now=now, tz=self.tz,
-                        numbering={"internal": n.internal, "customer": n.customer,
-                                   "supplier": n.supplier},
-                        letters=self.letters, from_addr=org.address, org_name=org.name,
-                        msgid_domain=org.msgid_domain,
-                        replies_per_hour=self.cfg.limits.replies_per_sender_per_hour,
-                        calendar=self.calendar,
-                        max_attachment_bytes=self.cfg.limits.max_attachment_bytes)
+        return ApplyEnv.for_site(self.cfg, self.letters, self.calendar, now)
 
     async def _quarantine(self, row: Message, reason: str) -> None:
         errors.warning("uid %s quarantined: %s", row.uid, reason)

@@ -6,7 +6,7 @@ Both take ``now`` as a parameter; the daemon passes its clock (fixed by ``--now`
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,8 +16,9 @@ from maild.config import Config, Manager
 from maild.digest import Labels, Schedule, context, period, week_key
 from maild.directory import Directory
 from maild.effects import SendLetter
+from maild.handlers import load_site_processes
 from maild.letters import Letters
-from maild.process import ProcessError, load_processes
+from maild.process import ProcessDef
 from maild.store import ApplyEnv, Store
 from maild.store.digest import already_sent, gather, record_and_enqueue
 from maild.store.timers import SweepCounts, sweep
@@ -27,13 +28,8 @@ log = logging.getLogger("maild.timers")
 digest_log = logging.getLogger("maild.digest")
 
 
-def labels(cfg: Config, language: str) -> Labels:
-    """Process and step names from the process definitions (their ids when unreadable)."""
-    try:
-        procs = load_processes(cfg.path(cfg.processes.dir) if cfg.processes.dir else None)
-    except (ProcessError, OSError) as e:
-        log.warning("process definitions unreadable, showing step ids: %s", e)
-        return Labels()
+def labels(procs: Mapping[str, ProcessDef], language: str) -> Labels:
+    """Process and step names from the process definitions."""
     return Labels({name: p.label(language) for name, p in procs.items()},
                   {(name, sid): step.label(language)
                    for name, p in procs.items() for sid, step in p.steps.items()})
@@ -41,7 +37,8 @@ def labels(cfg: Config, language: str) -> Labels:
 
 class Sweeper:
     def __init__(self, cfg: Config, store: Store, letters: Letters,
-                 calendar: BusinessCalendar | None = None) -> None:
+                 calendar: BusinessCalendar | None = None,
+                 processes: Mapping[str, ProcessDef] | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.letters = letters
@@ -52,18 +49,12 @@ class Sweeper:
         self.tz = ZoneInfo(cfg.calendar.timezone)
         self.schedule = Schedule.from_config(cfg.digest, cfg.calendar.timezone)
         self.digest_language = cfg.digest.language or cfg.organisation.language
-        self.labels = labels(cfg, self.digest_language)
-        self.step_labels = labels(cfg, cfg.organisation.language).steps
+        procs = processes if processes is not None else load_site_processes(cfg)
+        self.labels = labels(procs, self.digest_language)
+        self.step_labels = labels(procs, cfg.organisation.language).steps
 
     def apply_env(self, now: datetime) -> ApplyEnv:
-        org, n = self.cfg.organisation, self.cfg.numbering
-        return ApplyEnv(now=now, tz=self.tz,
-                        numbering={"internal": n.internal, "customer": n.customer,
-                                   "supplier": n.supplier},
-                        letters=self.letters, from_addr=org.address, org_name=org.name,
-                        msgid_domain=org.msgid_domain,
-                        replies_per_hour=self.cfg.limits.replies_per_sender_per_hour,
-                        calendar=self.calendar)
+        return ApplyEnv.for_site(self.cfg, self.letters, self.calendar, now)
 
     def fire_context(self, now: datetime) -> FireContext:
         org = self.cfg.organisation

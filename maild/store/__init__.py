@@ -20,6 +20,7 @@ from tortoise.transactions import in_transaction
 
 from maild.calendar import BusinessCalendar
 from maild.classify import Classification, Known
+from maild.config import Config
 from maild.effects import (
     CancelTimers,
     CaseView,
@@ -416,6 +417,19 @@ class ApplyEnv:
     replies_per_hour: int
     calendar: BusinessCalendar = field(default_factory=BusinessCalendar)  # pauses deadlines
     max_attachment_bytes: int = 25 * 1024 * 1024
+
+    @classmethod
+    def for_site(cls, cfg: Config, letters: Letters, calendar: BusinessCalendar,
+                 now: datetime) -> ApplyEnv:
+        """The environment the config describes, at ``now`` (intake and sweeper alike)."""
+        org, n = cfg.organisation, cfg.numbering
+        return cls(now=now, tz=calendar.tz,
+                   numbering={"internal": n.internal, "customer": n.customer,
+                              "supplier": n.supplier},
+                   letters=letters, from_addr=org.address, org_name=org.name,
+                   msgid_domain=org.msgid_domain,
+                   replies_per_hour=cfg.limits.replies_per_sender_per_hour,
+                   calendar=calendar, max_attachment_bytes=cfg.limits.max_attachment_bytes)
 
 
 def _clean(s: str) -> str:
