@@ -81,13 +81,14 @@ class Intake:
             self.counters.fetched += len(batch)
             rows = await self.store.record_fetched(src.name, uidvalidity, batch, self.clock())
             failpoints.hit("after_fetch")
-            # handled copies of these bytes (one query per batch, not one per message)
-            copies = await self.store.decided_copies(rows)
             # One commit per batch: each mail's decision is a savepoint inside it, so a bad
             # mail rolls back alone, and a crash before the commit redoes the whole batch
             # (its mail is still in the mailbox above the checkpoint; no letter of it was
             # visible to the sender). One fsync per batch instead of one per mail.
             async with in_transaction(self.store.conn):
+                await self.store.lock(rows)
+                # handled copies of these bytes (one query per batch, not one per message)
+                copies = await self.store.decided_copies(rows)
                 for row, fetched in zip(rows, batch, strict=True):
                     if should_stop():
                         break

@@ -202,7 +202,14 @@ class ImapSource:
             for i in range(0, len(wanted), self.batch):
                 uidset = ",".join(map(str, wanted[i : i + self.batch]))
                 if use_move:
-                    _check(*mb.client.uid("MOVE", uidset, target), "UID MOVE")
+                    typ, data = mb.client.uid("MOVE", uidset, target)
+                    if typ != "OK" and b"EXPUNGEISSUED" in b"".join(_as_bytes(data)):
+                        # another client (a second daemon) moved some first: move the rest
+                        uidset = _still_there(mb, uidset)
+                        if not uidset:
+                            continue
+                        typ, data = mb.client.uid("MOVE", uidset, target)
+                    _check(typ, data, "UID MOVE")
                 else:
                     self._copy_delete(mb, uidset, target)
             log.info("moved %d message(s) from %s to %s", len(wanted), self.name, folder)
@@ -262,6 +269,15 @@ class ImapSource:
 
 def _as_bytes(data: list) -> list[bytes]:
     return [x if isinstance(x, bytes) else b"" for x in data or []]
+
+
+def _still_there(mb: BaseMailBox, uidset: str) -> str:
+    """The UIDs of ``uidset`` that still exist in the selected folder."""
+    typ, data = mb.client.uid("SEARCH", "UID", uidset)
+    _check(typ, data, "UID SEARCH")
+    wanted = {int(u) for u in uidset.split(",")}
+    found = [int(u) for u in b" ".join(_as_bytes(data)).split()]
+    return ",".join(str(u) for u in found if u in wanted)
 
 
 def _check(typ: str, data: list, what: str) -> None:

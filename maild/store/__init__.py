@@ -109,21 +109,24 @@ class Store:
 
     async def record_fetched(self, source: str, uidvalidity: int, batch: Sequence[Fetched],
                              now: datetime) -> list[Message]:
-        """Keep every fetched message's raw bytes and a ``received`` row, in one commit."""
+        """Keep every fetched message's raw bytes and a ``received`` row, in one statement.
+
+        A row another daemon recorded first is kept as it is (the insert ignores it).
+        """
         uids = [f.uid for f in batch]
-        existing = {m.uid: m for m in await Message.filter(
-            mailbox=source, uidvalidity=uidvalidity, uid__in=uids)}
-        rows: list[Message] = []
-        async with in_transaction(self.conn):
-            for f in batch:
-                row = existing.get(f.uid)
-                if row is None:
-                    sha, rel = self.raw.put(f.raw)
-                    row = await Message.create(
-                        direction="in", mailbox=source, uidvalidity=uidvalidity, uid=f.uid,
-                        raw_size=len(f.raw), raw_path=rel, sha256=sha, state="received", at=now)
-                rows.append(row)
-        return rows
+        mine = Message.filter(mailbox=source, uidvalidity=uidvalidity, uid__in=uids)
+        known = set(await mine.values_list("uid", flat=True))
+        new = []
+        for f in batch:
+            if f.uid not in known:
+                sha, rel = self.raw.put(f.raw)
+                new.append(Message(direction="in", mailbox=source, uidvalidity=uidvalidity,
+                                   uid=f.uid, raw_size=len(f.raw), raw_path=rel, sha256=sha,
+                                   state="received", at=now))
+        if new:
+            await Message.bulk_create(new, ignore_conflicts=True)
+        rows = {m.uid: m for m in await mine}
+        return [rows[f.uid] for f in batch]
 
     async def decided_copies(self, rows: Sequence[Message]) -> dict[str, int]:
         """sha256 -> id of the first handled inbound message with the same bytes, for the
@@ -137,6 +140,18 @@ class Store:
                                                  "sha256", "id"):
             found.setdefault(sha, int(mid))
         return found
+
+    async def lock(self, rows: Sequence[Message]) -> None:
+        """Lock the rows until the caller's transaction ends and refresh their state.
+
+        A second daemon that fetched the same mail waits here for the first one's commit
+        and then sees it decided, so nothing is decided twice. (PostgreSQL; SQLite has one
+        writer at a time and is meant for one daemon.)
+        """
+        fresh = {m.id: m.state for m in await Message.filter(
+            id__in=[r.id for r in rows]).select_for_update()}
+        for r in rows:
+            r.state = fresh.get(r.id, r.state)
 
     async def finish(self, row: Message, state: str, folder: str, reason: str | None) -> None:
         row.state, row.route, row.reason = state, folder, reason
