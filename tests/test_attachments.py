@@ -57,7 +57,8 @@ class Feeder:
 
     async def feed(self, raw: bytes, now: datetime = NOW) -> str | None:
         self.uid += 1
-        [row] = await self.store.record_fetched("t", 1, [Fetched(self.uid, raw)], now)
+        [row] = await self.store.record_fetched(
+            "t", 1, self.store.keep_raw([Fetched(self.uid, raw)]), now)
         m = parse_mail(raw)
         known = await self.store.known(m, subject_tags(m.subject))
         cls = classify(m, self.directory, known, msgid_domain="example.test")

@@ -101,3 +101,51 @@ async def test_partially_refused_recipients_are_reported(smtp_sink: SmtpSink) ->
         await sender.close()
     assert note is not None and "gone@huaxin.example.cn" in note and "550" in note
     assert list(smtp_sink.messages[0].rcpt_tos) == ["ok@huaxin.example.cn"]
+
+
+class FailsAt:
+    """A sender that delivers through ``inner`` until its ``n``-th letter, which raises."""
+
+    def __init__(self, inner: SmtpSender, n: int, exc: BaseException) -> None:
+        self.inner, self.n, self.exc, self.calls = inner, n, exc, 0
+
+    async def send(self, mail_from: str, rcpt: list[str], raw: bytes) -> str | None:
+        self.calls += 1
+        if self.calls == self.n:
+            raise self.exc
+        return await self.inner.send(mail_from, rcpt, raw)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_letters_sent_before_an_unexpected_error_are_marked_sent(
+        store: Store, tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    # marks are written in groups; an error in the middle of a group must not lose the
+    # marks of the letters that did go out (they would be sent a second time)
+    await queue(store, tmp_path, 6)
+    sender = FailsAt(SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}"), 4,
+                     RuntimeError("boom"))
+    try:
+        with pytest.raises(RuntimeError):
+            await drain(store, sender, lambda: NOW, mark_every=10)  # type: ignore[arg-type]
+    finally:
+        await sender.close()
+    assert len(smtp_sink.messages) == 3
+    sent = await Outbox.filter(state="sent").values_list("message_id", flat=True)
+    got = {m.raw.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+           for m in smtp_sink.messages}
+    assert set(sent) == got
+
+
+async def test_marks_written_together_keep_each_letters_note(store: Store,
+                                                             tmp_path: Path) -> None:
+    await queue(store, tmp_path, 3)
+    a, b, c = await store.claim(NOW, 10, timedelta(seconds=60))
+    await store.sent([(a, None), (b, "refused: gone@huaxin.example.cn (550 no)"), (c, None)],
+                     NOW)
+    rows = {r.id: r for r in await Outbox.all()}
+    assert [rows[o.id].last_error for o in (a, b, c)] == [
+        None, "refused: gone@huaxin.example.cn (550 no)", None]
+    assert all(r.state == "sent" and r.attempts == 1 and r.lease_owner is None
+               for r in rows.values())

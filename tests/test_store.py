@@ -43,7 +43,8 @@ class Deciding:
 
     async def feed(self, raw: bytes, now=NOW) -> tuple[Message, str | None]:
         self.uid += 1
-        [row] = await self.store.record_fetched("test", 1, [Fetched(self.uid, raw)], now)
+        [row] = await self.store.record_fetched(
+            "test", 1, self.store.keep_raw([Fetched(self.uid, raw)]), now)
         m = parse_mail(raw)
         known = await self.store.known(m, subject_tags(m.subject))
         d = Directory(self.cfg.directory, self.cfg.routing.staff_domains,
@@ -58,10 +59,11 @@ class Deciding:
 
 async def test_raw_bytes_kept_before_anything_and_rows_idempotent(store: Store) -> None:
     raw = mail("a@huaxin.example.cn", "询价", charset="gbk")
-    rows = await store.record_fetched("inbox", 7, [Fetched(1, raw), Fetched(2, raw + b"x")], NOW)
+    rows = await store.record_fetched(
+        "inbox", 7, store.keep_raw([Fetched(1, raw), Fetched(2, raw + b"x")]), NOW)
     assert [r.state for r in rows] == ["received", "received"]
     assert store.raw.get(rows[0].raw_path) == raw
-    again = await store.record_fetched("inbox", 7, [Fetched(1, raw)], NOW)
+    again = await store.record_fetched("inbox", 7, store.keep_raw([Fetched(1, raw)]), NOW)
     assert again[0].id == rows[0].id
     assert await Message.filter(direction="in").count() == 2
 

@@ -73,7 +73,8 @@ class Desk:
         """Apply a decision to a case (or a new one) the way the intake does."""
         self.uid += 1
         raw = mail(sender, f"[{number}] 更新" if number else "新需求")
-        [row] = await self.store.record_fetched("test", 1, [Fetched(self.uid, raw)], now)
+        [row] = await self.store.record_fetched(
+            "test", 1, self.store.keep_raw([Fetched(self.uid, raw)]), now)
         cls = Classification(case_number=number)
         env = self.sweeper.apply_env(now.astimezone(UTC))  # the daemon's clock is in UTC
         return await self.store.apply(row, parse_mail(raw), cls, Decision(tuple(effects), "t"),

@@ -59,6 +59,16 @@ def tortoise_url(url: str, base_dir: Path) -> str:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A fetched message whose raw bytes are in the raw store."""
+
+    uid: int
+    raw: bytes
+    sha256: str
+    raw_path: str
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """What the sender needs of one outbox row."""
 
@@ -107,26 +117,28 @@ class Store:
         await Checkpoint.filter(source=source, uidvalidity=uidvalidity,
                                 last_uid__lt=last_uid).update(last_uid=last_uid)
 
-    async def record_fetched(self, source: str, uidvalidity: int, batch: Sequence[Fetched],
-                             now: datetime) -> list[Message]:
-        """Keep every fetched message's raw bytes and a ``received`` row, in one statement.
+    def keep_raw(self, batch: Sequence[Fetched]) -> list[Kept]:
+        """Write each fetched message's raw bytes to the raw store (blocking: the intake
+        runs it in its fetching thread, beside the decisions of the batch before)."""
+        return [Kept(f.uid, f.raw, *self.raw.put(f.raw)) for f in batch]
 
-        A row another daemon recorded first is kept as it is (the insert ignores it).
+    async def record_fetched(self, source: str, uidvalidity: int, batch: Sequence[Kept],
+                             now: datetime) -> list[Message]:
+        """A ``received`` row for every fetched message whose raw bytes are kept, in one
+        statement. A row another daemon recorded first is kept as it is (the insert ignores
+        it), and so is a row an earlier run recorded.
         """
-        uids = [f.uid for f in batch]
+        uids = [k.uid for k in batch]
         mine = Message.filter(mailbox=source, uidvalidity=uidvalidity, uid__in=uids)
         known = set(await mine.values_list("uid", flat=True))
-        new = []
-        for f in batch:
-            if f.uid not in known:
-                sha, rel = self.raw.put(f.raw)
-                new.append(Message(direction="in", mailbox=source, uidvalidity=uidvalidity,
-                                   uid=f.uid, raw_size=len(f.raw), raw_path=rel, sha256=sha,
-                                   state="received", at=now))
+        new = [Message(direction="in", mailbox=source, uidvalidity=uidvalidity, uid=k.uid,
+                       raw_size=len(k.raw), raw_path=k.raw_path, sha256=k.sha256,
+                       state="received", at=now)
+               for k in batch if k.uid not in known]
         if new:
             await Message.bulk_create(new, ignore_conflicts=True)
         rows = {m.uid: m for m in await mine}
-        return [rows[f.uid] for f in batch]
+        return [rows[k.uid] for k in batch]
 
     async def decided_copies(self, rows: Sequence[Message]) -> dict[str, int]:
         """sha256 -> id of the first handled inbound message with the same bytes, for the
@@ -327,10 +339,16 @@ class Store:
             await Outbox.filter(id__in=[o.id for o in rows], state="pending").update(
                 lease_until=None, lease_owner=None)
 
-    async def sent(self, out: Outgoing, now: datetime, note: str | None = None) -> None:
-        await Outbox.filter(id=out.id).update(state="sent", sent_at=now, lease_until=None,
-                                              lease_owner=None, attempts=out.attempts + 1,
-                                              last_error=note)
+    async def sent(self, done: Sequence[tuple[Outgoing, str | None]], now: datetime) -> None:
+        """Mark letters sent (each with its refusal note or None): one commit for them all."""
+        groups: dict[tuple[int, str | None], list[int]] = {}
+        for out, note in done:
+            groups.setdefault((out.attempts + 1, note), []).append(out.id)
+        async with in_transaction(self.conn):
+            for (attempts, note), ids in groups.items():
+                await Outbox.filter(id__in=ids).update(state="sent", sent_at=now,
+                                                       lease_until=None, lease_owner=None,
+                                                       attempts=attempts, last_error=note)
 
     async def failed(self, out: Outgoing, now: datetime, error: str, *, permanent: bool,
                      max_attempts: int) -> bool:

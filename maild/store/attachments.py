@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class ContentStore:
         path = self.root / rel
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{sha}.tmp{os.getpid()}")
+            tmp = path.with_name(f"{sha}.tmp{os.getpid()}-{threading.get_ident()}")
             tmp.write_bytes(data)
             os.replace(tmp, path)
         return sha, rel
