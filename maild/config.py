@@ -64,6 +64,8 @@ class Mailbox(_Model):
     triage_folder: str = "Triage"  # new mail no process applies to, for a person to sort
     batch_size: int = Field(200, ge=1, le=5000)
     poll_interval: float = Field(30.0, gt=0)
+    # processes that parse large batches beside the daemon (0: parse in the daemon itself)
+    parse_workers: int = Field(1, ge=0, le=16)
 
     @field_validator("url")
     @classmethod

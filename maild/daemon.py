@@ -111,6 +111,7 @@ class Daemon:
             async with self._busy:
                 await self.app.sender.close()
                 await self.app.store.close()
+                await asyncio.to_thread(self.app.intake.close)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             log.info("exit: %s sent=%d send_failures=%d timers_fired=%d digests=%d",

@@ -27,9 +27,10 @@ from maild.engine import decide
 from maild.handlers import load_site_processes
 from maild.letters import Letters
 from maild.message import ParsedMail
-from maild.parse import ParseError, parse_mail
+from maild.parse import ParseError
+from maild.parsing import BatchParse, Parser
 from maild.process import ProcessDef
-from maild.sources.base import MailSource
+from maild.sources.base import Fetched, MailSource
 from maild.store import DECIDED, ApplyEnv, Store
 from maild.store.models import Message
 
@@ -65,7 +66,12 @@ class Intake:
                                    cfg.organisation.address)
         self.calendar = BusinessCalendar(cfg.calendar.settings())
         self.processes = processes if processes is not None else load_site_processes(cfg)
+        self.parser = Parser(cfg.mailbox.parse_workers)
         self.counters = Counters()
+
+    def close(self) -> None:
+        """Stop the parser processes (blocking)."""
+        self.parser.close()
 
     async def poll(self, should_stop: Callable[[], bool] = lambda: False) -> Counters:
         """Drain the mailbox once: every message with a UID above the checkpoint."""
@@ -78,8 +84,18 @@ class Intake:
             batch = await asyncio.to_thread(src.fetch_after, last, self.cfg.mailbox.batch_size)
             if not batch:
                 break
-            self.counters.fetched += len(batch)
-            rows = await self.store.record_fetched(src.name, uidvalidity, batch, self.clock())
+            last = await self._batch(uidvalidity, batch, last, should_stop)
+        return self.counters
+
+    async def _batch(self, uidvalidity: int, batch: list[Fetched], last: int,
+                     should_stop: Callable[[], bool]) -> int:
+        """Keep, record, decide, commit and move one batch; returns the new checkpoint."""
+        src = self.source
+        self.counters.fetched += len(batch)
+        parses = self.parser.batch([f.raw for f in batch])  # a worker starts on them now
+        try:
+            kept = await asyncio.to_thread(self.store.keep_raw, batch)
+            rows = await self.store.record_fetched(src.name, uidvalidity, kept, self.clock())
             failpoints.hit("after_fetch")
             # One commit per batch: each mail's decision is a savepoint inside it, so a bad
             # mail rolls back alone, and a crash before the commit redoes the whole batch
@@ -89,17 +105,19 @@ class Intake:
                 await self.store.lock(rows)
                 # handled copies of these bytes (one query per batch, not one per message)
                 copies = await self.store.decided_copies(rows)
-                for row, fetched in zip(rows, batch, strict=True):
+                for i, (row, fetched) in enumerate(zip(rows, batch, strict=True)):
                     if should_stop():
                         break
-                    await self._handle(row, fetched.raw, copies)
+                    await self._handle(row, parses, i, copies)
                     if row.state in DECIDED:
                         copies.setdefault(row.sha256, row.id)
                     last = fetched.uid
                 await self.store.advance(src.name, uidvalidity, last)
-            failpoints.hit("after_commit")
-            await self._move_pending(uidvalidity)
-        return self.counters
+        finally:
+            parses.cancel()  # parses of mail not reached (stopping, or an error)
+        failpoints.hit("after_commit")
+        await self._move_pending(uidvalidity)
+        return last
 
     async def _move_pending(self, uidvalidity: int) -> None:
         for folder, uids in (await self.store.pending_moves(self.source.name,
@@ -109,7 +127,8 @@ class Intake:
             await self.store.mark_moved(self.source.name, uidvalidity, uids)
             self.counters.moved += len(uids)
 
-    async def _handle(self, row: Message, raw: bytes, copies: dict[str, int]) -> None:
+    async def _handle(self, row: Message, parses: BatchParse, i: int,
+                      copies: dict[str, int]) -> None:
         if row.state != "received":
             return  # decided in an earlier run; only its move may be pending
         dup = copies.get(row.sha256)
@@ -118,10 +137,9 @@ class Intake:
                                     f"same bytes as message #{dup}")
             self.counters.duplicates += 1
             return
-        try:
-            mail = parse_mail(raw)
-        except ParseError as e:
-            await self._quarantine(row, f"cannot parse: {e}")
+        mail = await parses.get(i)
+        if isinstance(mail, ParseError):
+            await self._quarantine(row, f"cannot parse: {mail}")
             return
         try:
             await self._decide(row, mail)

@@ -38,6 +38,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     try:
         yield s
     finally:
+        s.intake.close()
         await s.store.close()
 
 

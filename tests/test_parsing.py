@@ -1,0 +1,100 @@
+"""Parsing batches in a real worker process: same outcomes as in-process, and a worker that
+dies costs only the message it was parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import find_corpus, mail
+
+from maild.parse import ParseError
+from maild.parsing import MIN_BATCH, Parser, parse_or_error
+
+KILLER = b"X-Maild-Failpoint: parser\r\n"
+
+
+def marked(raw: bytes) -> bytes:
+    """The message with the header that makes the ``parser`` failpoint kill the worker."""
+    return raw.replace(b"\n", b"\n" + KILLER, 1)
+
+
+@pytest.fixture
+def parser() -> Iterator[Parser]:
+    p = Parser(workers=1)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def corpus_raws() -> list[bytes]:
+    files = sorted(f for f in find_corpus().rglob("*") if f.is_file())
+    return [f.read_bytes() for f in files]
+
+
+async def test_a_large_batch_is_parsed_in_a_worker_exactly_as_in_process(
+        parser: Parser) -> None:
+    raws = corpus_raws()  # real mail, malformed mail and files that are not mail at all
+    raws += [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}", "您好，请报价。", charset=cs)
+             for i, cs in enumerate(("gbk", "gb18030", "utf-8"))]
+    raws.append(mail("buyer@taipei.example.tw", "詢價", "您好，請報價。", charset="big5"))
+    assert len(raws) >= MIN_BATCH
+    batch = parser.batch(raws)
+    assert parser._pool is not None  # a worker process does the parsing
+    for i, raw in enumerate(raws):
+        got, want = await batch.get(i), parse_or_error(raw)
+        if isinstance(want, ParseError):
+            assert isinstance(got, ParseError) and str(got) == str(want)
+        else:
+            assert got == want
+    assert any(isinstance(parse_or_error(r), ParseError) for r in raws)  # both kinds seen
+
+
+async def test_a_small_batch_is_parsed_in_process(parser: Parser) -> None:
+    raws = [mail("a@huaxin.example.cn", "询价")] * (MIN_BATCH - 1)
+    batch = parser.batch(raws)
+    assert (await batch.get(0)).subject == "询价"  # type: ignore[union-attr]
+    assert parser._pool is None
+
+
+async def test_a_worker_that_dies_costs_only_the_message_it_was_parsing(
+        parser: Parser, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILD_FAILPOINT", "parser")  # the worker inherits it when spawned
+    raws = [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}") for i in range(2 * MIN_BATCH)]
+    raws[5] = marked(raws[5])
+    batch = parser.batch(raws)
+    outcomes = [await batch.get(i) for i in range(len(raws))]
+    died = outcomes[5]
+    assert isinstance(died, ParseError) and "parser process died" in str(died)
+    assert [o.subject for i, o in enumerate(outcomes) if i != 5] == [  # type: ignore[union-attr]
+        f"询价 {i}" for i in range(len(raws)) if i != 5]
+    # and the next batch gets a working worker again
+    again = parser.batch(raws[:5] + raws[6:])
+    assert not isinstance(await again.get(0), ParseError)
+
+
+async def test_intake_quarantines_the_mail_that_killed_the_parser(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_pipeline import Site
+
+    from maild.sources.maildir import deliver
+    from maild.store.models import Message
+
+    monkeypatch.setenv("MAILD_FAILPOINT", "parser")
+    site = Site(tmp_path)
+    await site.store.open()
+    try:
+        for i in range(MIN_BATCH + 4):
+            raw = mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}")
+            deliver(site.inbox, marked(raw) if i == 3 else raw)
+        counters = await site.intake.poll()
+        assert (counters.processed, counters.quarantined) == (MIN_BATCH + 3, 1)
+        [bad] = await Message.filter(direction="in", state="quarantined")
+        assert bad.uid == 4 and "parser process died" in (bad.reason or "")
+        assert len(site.folder("Quarantine")) == 1
+        assert len(site.folder("Processed")) == MIN_BATCH + 3
+    finally:
+        site.intake.close()
+        await site.store.close()
