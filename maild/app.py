@@ -13,7 +13,7 @@ from maild.handlers import load_site_processes
 from maild.letters import DEFAULT_TEMPLATES, Letters
 from maild.pipeline import Intake
 from maild.process import ProcessDef
-from maild.sender import MailSender, make_sender
+from maild.sender import MailSender, SendThread, make_sender
 from maild.sources.base import MailSource
 from maild.store import Store
 
@@ -77,7 +77,7 @@ class App:
         processes = make_processes(cfg, letters)
         store = make_store(cfg)
         source = make_source(cfg)
-        return cls(cfg, clock, store, source, make_mail_sender(cfg),
+        return cls(cfg, clock, store, source, SendThread(make_mail_sender(cfg)),
                    Intake(cfg, source, store, letters, clock, processes))
 
 

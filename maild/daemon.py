@@ -48,30 +48,51 @@ class Daemon:
     async def cycle(self, *, intake: bool = True, timers: bool = False,
                     wait: bool = False) -> None:
         """Poll the mailbox (``intake``), fire due timers and the digest (``timers``), then
-        send what is due. Errors are logged, never fatal. A busy daemon skips the run unless
-        told to ``wait`` for the one in hand."""
+        send what is due. Letters the intake commits are sent while it goes on. Errors are
+        logged, never fatal. A busy daemon skips the run unless told to ``wait`` for the one
+        in hand."""
         if self._busy.locked() and not wait:
             return
         async with self._busy:
             app = self.app
             if intake:
+                done = asyncio.Event()
+                sending = asyncio.create_task(self._send_during_intake(done))
                 try:
                     await app.intake.poll(self.stopping.is_set)
                 except (MailSourceError, DBConnectionError, OSError) as e:
                     log.error("intake failed, will retry next cycle: %s", e)
                 finally:
+                    done.set()
+                    app.intake.committed.set()
+                    await sending
                     await asyncio.to_thread(app.source.close)
             if timers and not self.stopping.is_set():
                 await self._timers()
-            try:
-                sent, failed = await drain(app.store, app.sender, app.clock,
-                                           max_attempts=app.cfg.smtp.max_attempts,
-                                           lease=app.cfg.smtp.lease_seconds,
-                                           should_stop=self.stopping.is_set)
-                self.sent += sent
-                self.send_failures += failed
-            except (DBConnectionError, OSError) as e:
-                log.error("sending failed, will retry next cycle: %s", e)
+            await self._send()
+
+    async def _send_during_intake(self, done: asyncio.Event) -> None:
+        committed = self.app.intake.committed
+        while not done.is_set():
+            await committed.wait()
+            committed.clear()
+            if not done.is_set() and not await self._send():
+                return  # the sender failed: the send after the intake tries again
+
+    async def _send(self) -> bool:
+        """Send what is due; False when sending failed (logged)."""
+        app = self.app
+        try:
+            sent, failed = await drain(app.store, app.sender, app.clock,
+                                       max_attempts=app.cfg.smtp.max_attempts,
+                                       lease=app.cfg.smtp.lease_seconds,
+                                       should_stop=self.stopping.is_set)
+        except (DBConnectionError, OSError) as e:
+            log.error("sending failed, will retry next cycle: %s", e)
+            return False
+        self.sent += sent
+        self.send_failures += failed
+        return not failed
 
     async def _timers(self) -> None:
         now = self.app.clock()

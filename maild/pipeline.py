@@ -34,6 +34,9 @@ from maild.sources.base import Fetched, MailSource
 from maild.store import DECIDED, ApplyEnv, Store
 from maild.store.models import Message
 
+#: mails decided per transaction
+COMMIT_EVERY = 25
+
 log = logging.getLogger("maild.intake")
 decisions = logging.getLogger("maild.decision")
 errors = logging.getLogger("maild.error")
@@ -68,6 +71,8 @@ class Intake:
         self.processes = processes if processes is not None else load_site_processes(cfg)
         self.parser = Parser(cfg.mailbox.parse_workers)
         self.counters = Counters()
+        #: set after each commit: letters may be waiting in the outbox
+        self.committed = asyncio.Event()
 
     def close(self) -> None:
         """Stop the parser processes (blocking)."""
@@ -97,26 +102,47 @@ class Intake:
             kept = await asyncio.to_thread(self.store.keep_raw, batch)
             rows = await self.store.record_fetched(src.name, uidvalidity, kept, self.clock())
             failpoints.hit("after_fetch")
-            # One commit per batch: each mail's decision is a savepoint inside it, so a bad
-            # mail rolls back alone, and a crash before the commit redoes the whole batch
-            # (its mail is still in the mailbox above the checkpoint; no letter of it was
-            # visible to the sender). One fsync per batch instead of one per mail.
-            async with in_transaction(self.store.conn):
-                await self.store.lock(rows)
-                # handled copies of these bytes (one query per batch, not one per message)
-                copies = await self.store.decided_copies(rows)
-                for i, (row, fetched) in enumerate(zip(rows, batch, strict=True)):
-                    if should_stop():
-                        break
-                    await self._handle(row, parses, i, copies)
-                    if row.state in DECIDED:
-                        copies.setdefault(row.sha256, row.id)
-                    last = fetched.uid
-                await self.store.advance(src.name, uidvalidity, last)
+            copies: dict[str, int] = {}
+            for start in range(0, len(rows), COMMIT_EVERY):
+                if should_stop():
+                    break
+                last = await self._commit_group(uidvalidity, rows, batch, parses, start,
+                                                copies, last, should_stop)
+                self.committed.set()
+                await asyncio.sleep(0)  # the sender may mark and lease letters now
         finally:
             parses.cancel()  # parses of mail not reached (stopping, or an error)
-        failpoints.hit("after_commit")
         await self._move_pending(uidvalidity)
+        return last
+
+    async def _commit_group(self, uidvalidity: int, rows: list[Message],
+                            batch: list[Fetched], parses: BatchParse, start: int,
+                            copies: dict[str, int], last: int,
+                            should_stop: Callable[[], bool]) -> int:
+        """Decide ``COMMIT_EVERY`` mails from ``start`` and the checkpoint in one commit.
+
+        Each mail's decision is a savepoint inside it, so a bad mail rolls back alone, and a
+        crash before the commit redoes the group (its mail is still in the mailbox above the
+        checkpoint; no letter of it was visible to the sender). One fsync per group instead
+        of one per mail; groups rather than the whole batch, so that the sender gets the
+        database between them.
+        """
+        group = range(start, min(start + COMMIT_EVERY, len(rows)))
+        async with in_transaction(self.store.conn):
+            await self.store.lock([rows[i] for i in group])
+            # handled copies of these bytes (one query per group, not one per message)
+            for sha, first in (await self.store.decided_copies([rows[i] for i in group])).items():
+                copies.setdefault(sha, first)
+            for i in group:
+                if should_stop():
+                    break
+                row = rows[i]
+                await self._handle(row, parses, i, copies)
+                if row.state in DECIDED:
+                    copies.setdefault(row.sha256, row.id)
+                last = batch[i].uid
+            await self.store.advance(self.source.name, uidvalidity, last)
+        failpoints.hit("after_commit")
         return last
 
     async def _move_pending(self, uidvalidity: int) -> None:

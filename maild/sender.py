@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -18,6 +20,7 @@ from maild import failpoints
 from maild.store import Outgoing, Store
 
 log = logging.getLogger("maild.send")
+T = TypeVar("T")
 
 
 class SendError(Exception):
@@ -127,59 +130,110 @@ def make_sender(url: str, base_dir: Path, **smtp_kwargs: object) -> MailSender:
     return SmtpSender(url, **smtp_kwargs)  # type: ignore[arg-type]
 
 
+class SendThread:
+    """A MailSender driven from a thread of its own, with an event loop of its own.
+
+    While the intake decides a batch it seldom gives its event loop back, so letters sent from
+    that loop would wait for the batch to end, and the intake would wait for every answer of
+    the SMTP server. Handed to this thread, a chunk of letters goes out while the intake goes
+    on. The inner sender (and its one SMTP connection) is used from this thread only.
+    """
+
+    def __init__(self, inner: MailSender) -> None:
+        self.inner = inner
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the sending thread's loop and wait for it here."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="maild-send",
+                                            daemon=True)
+            self._thread.start()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def send(self, mail_from: str, rcpt: Sequence[str], raw: bytes) -> str | None:
+        return await self.run(self.inner.send(mail_from, rcpt, raw))
+
+    async def close(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            await self.inner.close()
+            return
+        try:
+            await self.run(self.inner.close())
+        finally:
+            self._loop = self._thread = None
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join)
+            loop.close()
+
+
+Attempt = str | None | BaseException
+
+
+async def _attempt(sender: MailSender, rows: Sequence[Outgoing]) -> list[Attempt]:
+    """Send ``rows`` in order: each one's refusal note (or None), or the error it met. Stops
+    after a transient SendError or any other error; ``len(result) < len(rows)`` then."""
+    out: list[Attempt] = []
+    for row in rows:
+        try:
+            out.append(await sender.send(row.mail_from, row.rcpt, row.raw))
+        except SendError as e:
+            out.append(e)
+            if not e.permanent:
+                break
+            continue
+        except Exception as e:  # noqa: BLE001 - reported by drain after the marks
+            out.append(e)
+            break
+        failpoints.hit("after_send")
+    return out
+
+
 async def drain(store: Store, sender: MailSender, clock: Callable[[], datetime], *,
-                max_attempts: int = 8, batch: int = 50, lease: float = 120.0,
-                mark_every: int = 10,
+                max_attempts: int = 8, batch: int = 25, lease: float = 120.0,
                 should_stop: Callable[[], bool] = lambda: False) -> tuple[int, int]:
     """Send every due letter; returns (sent, failed attempts). Stops at the first connection
     failure so an unreachable server is retried later rather than hammered.
 
-    Letters are marked sent ``mark_every`` at a time (one durable commit each group, not one
-    per letter): a crash can make the next run send at most that many letters again, each
-    with its original Message-ID (README, "The window that remains")."""
+    Letters go out ``batch`` at a time (through a SendThread when given one) and are marked
+    sent together, in the transaction that leases the next ones: a crash can make the next
+    run send at most that many letters again, each with its original Message-ID (README,
+    "The window that remains")."""
     sent = failed = 0
-    done: list[tuple[Outgoing, str | None]] = []
-
-    async def mark() -> None:
-        if done:
-            await store.sent(done, clock())
-            done.clear()
-
-    try:
-        while not should_stop():
-            rows = await store.claim(clock(), batch, timedelta(seconds=lease))
-            if not rows:
-                break
-            for i, out in enumerate(rows):
-                try:
-                    note = await sender.send(out.mail_from, out.rcpt, out.raw)
-                except SendError as e:
-                    failed += 1
-                    await mark()
-                    gave_up = await store.failed(out, clock(), str(e), permanent=e.permanent,
-                                                 max_attempts=max_attempts)
-                    log.warning("%s send failed (%s): %s", out.message_id,
-                                "given up" if gave_up else "will retry", e)
-                    if not e.permanent:
-                        # free for the next cycle rather than held for the lease
-                        await store.release(rows[i + 1:])
-                        return sent, failed
-                    continue
-                failpoints.hit("after_send")
-                done.append((out, note))
+    rows = await store.claim(clock(), batch, timedelta(seconds=lease))
+    while rows:
+        if isinstance(sender, SendThread):
+            results = await sender.run(_attempt(sender.inner, rows))
+        else:
+            results = await _attempt(sender, rows)
+        done: list[tuple[Outgoing, str | None]] = []
+        error: BaseException | None = None
+        for out, res in zip(rows, results):
+            if isinstance(res, SendError):
+                failed += 1
+                gave_up = await store.failed(out, clock(), str(res), permanent=res.permanent,
+                                             max_attempts=max_attempts)
+                log.warning("%s send failed (%s): %s", out.message_id,
+                            "given up" if gave_up else "will retry", res)
+            elif isinstance(res, BaseException):
+                error = res  # not attempted to our knowledge: its lease runs out
+            else:
+                done.append((out, res))
                 sent += 1
-                if note:
-                    log.warning("%s sent, but %s", out.message_id, note)
+                if res:
+                    log.warning("%s sent, but %s", out.message_id, res)
                 else:
                     log.info("%s sent to %s", out.message_id, ", ".join(out.rcpt))
-                if len(done) >= mark_every:
-                    await mark()
-            await mark()
-    finally:
-        if done:  # sent before an error or a cancellation: say so now, or they go out again
-            try:
-                await mark()
-            except Exception as e:  # noqa: BLE001 - the error in hand matters more
-                log.error("%d sent letter(s) could not be marked sent (%s); they will be "
-                          "sent again with the same Message-ID", len(done), e)
+        stopped = len(results) < len(rows) or error is not None
+        if stopped or should_stop():
+            await store.sent(done, clock())
+            # free for the next cycle rather than held for the lease
+            await store.release(rows[len(results):])
+            if error is not None:
+                raise error
+            break
+        rows = await store.sent(done, clock(), claim=(batch, timedelta(seconds=lease)))
     return sent, failed

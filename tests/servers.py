@@ -25,7 +25,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -455,6 +455,8 @@ class SmtpSink:
         self._rcpt_refusals: dict[str, int] = {}
         self.refused = 0
         self._controller: Controller | None = None
+        #: called (in the sink's thread) as each message is accepted, e.g. to look around
+        self.on_accept: Callable[[], None] | None = None
 
     def start(self) -> SmtpSink:
         for attempt in range(3):
@@ -523,4 +525,6 @@ class SmtpSink:
                     raw=bytes(envelope.original_content or b""),
                 )
             )
+        if self.on_accept is not None:
+            self.on_accept()
         return "250 OK"

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from servers import SmtpSink, free_port
-from support import NOW, mail
+from support import NOW, mail, make_config
 from test_store import Deciding
 
-from maild.sender import SendError, SmtpSender, drain
+from maild.app import App
+from maild.daemon import Daemon
+from maild.pipeline import COMMIT_EVERY
+from maild.sender import SendError, SendThread, SmtpSender, drain
+from maild.sources.maildir import deliver
 from maild.store import Store
 from maild.store.models import Outbox, TimelineEntry
 
@@ -128,7 +134,7 @@ async def test_letters_sent_before_an_unexpected_error_are_marked_sent(
                      RuntimeError("boom"))
     try:
         with pytest.raises(RuntimeError):
-            await drain(store, sender, lambda: NOW, mark_every=10)  # type: ignore[arg-type]
+            await drain(store, sender, lambda: NOW)  # type: ignore[arg-type]
     finally:
         await sender.close()
     assert len(smtp_sink.messages) == 3
@@ -149,3 +155,67 @@ async def test_marks_written_together_keep_each_letters_note(store: Store,
         None, "refused: gone@huaxin.example.cn (550 no)", None]
     assert all(r.state == "sent" and r.attempts == 1 and r.lease_owner is None
                for r in rows.values())
+
+
+async def test_a_send_thread_sends_over_one_connection_and_stops_on_close(
+        store: Store, tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    await queue(store, tmp_path, 30)  # more than one chunk
+    smtp = SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}")
+    sender = SendThread(smtp)
+    try:
+        assert await drain(store, sender, lambda: NOW) == (30, 0)
+        thread = sender._thread
+        assert thread is not None and thread.is_alive() and thread is not threading.current_thread()
+        assert smtp._smtp is not None and smtp._smtp.is_connected
+    finally:
+        await sender.close()
+    assert not thread.is_alive()
+    assert len(smtp_sink.messages) == 30
+    assert await Outbox.filter(state="sent").count() == 30
+
+
+async def test_an_error_in_the_send_thread_reaches_the_drain_after_the_marks(
+        store: Store, tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    await queue(store, tmp_path, 6)
+    sender = SendThread(FailsAt(SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}"), 4,
+                                RuntimeError("boom")))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            await drain(store, sender, lambda: NOW)
+    finally:
+        await sender.close()
+    assert await Outbox.filter(state="sent").count() == len(smtp_sink.messages) == 3
+    # the two after the failing one were given back, not left leased
+    assert await Outbox.filter(state="pending", lease_owner__isnull=True).count() == 2
+
+
+async def test_the_daemon_sends_while_the_intake_is_still_deciding(
+        tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    cfg = make_config(tmp_path, f'[smtp]\nurl = "smtp://{smtp_sink.host}:{smtp_sink.port}"\n')
+    app = App.build(cfg, NOW)
+    inbox = tmp_path / "var" / "mail"
+    n = 3 * COMMIT_EVERY
+    for i in range(n):
+        deliver(inbox, mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}"))
+    undecided_at_first_letter: list[int] = []
+
+    def look() -> None:  # in the sink's thread, as the first letter arrives
+        if not undecided_at_first_letter:
+            with sqlite3.connect(tmp_path / "var" / "maild.db") as db:
+                undecided_at_first_letter.append(db.execute(
+                    "select count(*) from messages where direction = 'in' "
+                    "and state = 'received'").fetchone()[0])
+
+    smtp_sink.on_accept = look
+    await app.store.open()
+    daemon = Daemon(app)
+    try:
+        await daemon.cycle()
+        assert await Outbox.filter(state="sent").count() == n
+    finally:
+        await app.sender.close()
+        app.intake.close()
+        await app.store.close()
+    assert len(smtp_sink.messages) == n
+    # letters of the first commits went out while later mail was still being decided
+    assert undecided_at_first_letter and undecided_at_first_letter[0] > 0

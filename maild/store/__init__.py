@@ -329,7 +329,8 @@ class Store:
         token = uuid.uuid4().hex
         await Outbox.filter(free, id__in=list(ids), state="pending").update(
             lease_until=now + lease, lease_owner=token)
-        rows = await Outbox.filter(lease_owner=token).order_by("id")
+        # by primary key: lease_owner has no index, and a scan would read every letter body
+        rows = await Outbox.filter(id__in=list(ids), lease_owner=token).order_by("id")
         return [Outgoing(r.id, r.message_id, r.mail_from, list(r.rcpt), bytes(r.body),
                          r.attempts) for r in rows]
 
@@ -339,8 +340,10 @@ class Store:
             await Outbox.filter(id__in=[o.id for o in rows], state="pending").update(
                 lease_until=None, lease_owner=None)
 
-    async def sent(self, done: Sequence[tuple[Outgoing, str | None]], now: datetime) -> None:
-        """Mark letters sent (each with its refusal note or None): one commit for them all."""
+    async def sent(self, done: Sequence[tuple[Outgoing, str | None]], now: datetime, *,
+                   claim: tuple[int, timedelta] | None = None) -> list[Outgoing]:
+        """Mark letters sent (each with its refusal note or None), all in one commit; with
+        ``claim`` (limit, lease), lease the next due letters in the same transaction."""
         groups: dict[tuple[int, str | None], list[int]] = {}
         for out, note in done:
             groups.setdefault((out.attempts + 1, note), []).append(out.id)
@@ -349,6 +352,7 @@ class Store:
                 await Outbox.filter(id__in=ids).update(state="sent", sent_at=now,
                                                        lease_until=None, lease_owner=None,
                                                        attempts=attempts, last_error=note)
+            return await self.claim(now, *claim) if claim else []
 
     async def failed(self, out: Outgoing, now: datetime, error: str, *, permanent: bool,
                      max_attempts: int) -> bool:
