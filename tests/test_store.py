@@ -13,16 +13,16 @@ import pytest
 from support import NOW, mail, make_config, open_store
 from tortoise.exceptions import ValidationError
 
-from maild.classify import classify, subject_tags
+from maild.classify import Classification, classify, subject_tags
 from maild.directory import Directory
-from maild.effects import Context
+from maild.effects import Context, Decision, OpenCase, SetTimer, UpdateCase
 from maild.engine import decide
 from maild.letters import LetterError, Letters
 from maild.parse import parse_mail
 from maild.pipeline import Intake
 from maild.sources.base import Fetched
 from maild.store import Store
-from maild.store.models import Case, Message, Outbox, TimelineEntry
+from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -177,3 +177,33 @@ async def test_checkpoint_resets_when_uidvalidity_changes(store: Store) -> None:
     await store.advance("inbox", 5, 7)  # never goes backwards
     assert await store.checkpoint("inbox", 5) == 42
     assert await store.checkpoint("inbox", 6) == 0
+
+
+async def test_a_case_opened_with_two_timers_of_one_kind_keeps_the_last(
+        store: Store, tmp_path: Path) -> None:
+    # a new case is inserted with its updates folded in, and its timers are written without
+    # looking for older ones: a second timer of the same kind and key must still replace
+    # the first
+    d = Deciding(store, tmp_path)
+    raw = mail("buyer@huaxin.example.cn", "询价")
+    [row] = await store.record_fetched("test", 1, store.keep_raw([Fetched(1, raw)]), NOW)
+    m = parse_mail(raw)
+    cls = Classification(process="customer")
+    first, second = NOW + timedelta(hours=2), NOW + timedelta(hours=5)
+    decision = Decision((
+        OpenCase("customer", "confirm", "询价", None, "", False, "zh",
+                 ("buyer@huaxin.example.cn",)),
+        SetTimer("response", first, "k"),
+        SetTimer("response", second, "k"),
+        SetTimer("reminder", first, "other"),
+        UpdateCase(step="confirm", status="waiting", owner=("wang@corp.example.test",),
+                   data={"x": 1}),
+    ), "test")
+    number = await store.apply(row, m, cls, decision, d.intake.apply_env(NOW), "Processed")
+    case = await Case.get(number=number)
+    assert (case.status, case.owner, case.data) == ("waiting", ["wang@corp.example.test"],
+                                                   {"x": 1})
+    timers = await Timer.filter(case=case).order_by("id")
+    pending = [(t.kind, t.key, t.due_at) for t in timers if t.state in ("pending", "paused")]
+    assert sorted(pending) == sorted([("response", "k", second), ("reminder", "other", first)])
+    assert [t.state for t in timers if t.kind == "response"][0] == "cancelled"

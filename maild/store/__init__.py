@@ -208,10 +208,14 @@ class Store:
         async with in_transaction(self.conn):
             case = await Case.get_or_none(number=cls.case_number) if cls.case_number else None
             status_before = case.status if case is not None else None
+            opened = False  # a case opened here is inserted with its updates already applied
+            new_timers: set[tuple[str, str | None]] = set()  # what it has, when opened here
             for effect in decision.effects:
                 if isinstance(effect, OpenCase):
-                    case = await self._open(effect, env)
-                elif isinstance(effect, UpdateCase) and case is not None:
+                    updates = [e for e in decision.effects if isinstance(e, UpdateCase)]
+                    case = await self._open(effect, env, updates)
+                    opened = True
+                elif isinstance(effect, UpdateCase) and case is not None and not opened:
                     _update(case, effect)
                     case.updated_at = env.now
                     await case.save()
@@ -222,7 +226,8 @@ class Store:
                 elif isinstance(effect, SendLetter):
                     await self._enqueue(effect, case, mail, env)
                 elif isinstance(effect, SetTimer | CancelTimers) and case is not None:
-                    await set_timer(case, effect, env.now)
+                    await set_timer(case, effect, env.now,
+                                    fresh=new_timers if opened else None)
                 elif isinstance(effect, KeepAttachments) and case is not None:
                     await keep(self.files, effect, case, mail, env.max_attachment_bytes,
                                env.now)
@@ -237,16 +242,21 @@ class Store:
             await row.save()
         return case.number if case else None
 
-    async def _open(self, effect: OpenCase, env: ApplyEnv) -> Case:
+    async def _open(self, effect: OpenCase, env: ApplyEnv,
+                    updates: Sequence[UpdateCase] = ()) -> Case:
         fmt = env.numbering[effect.process]
         year = env.now.astimezone(env.tz).year if env.tz else env.now.year
         seq = await self._next(f"{effect.process}:{effect.number_key}:{year}")
         number = fmt.format(year=year, seq=seq, dept=effect.number_key)
-        return await Case.create(
+        case = Case(
             number=number, process=effect.process, step=effect.step, status="open",
             subject=_clean(effect.subject), department=effect.department,
             urgent=effect.urgent, language=effect.language, parties=list(effect.parties),
             opened_at=env.now, updated_at=env.now, data={})
+        for u in updates:
+            _update(case, u)
+        await case.save()
+        return case
 
     async def _next(self, key: str) -> int:
         """The next value of a yearly sequence, atomically (upsert ... returning)."""
@@ -313,9 +323,15 @@ class Store:
     async def _over_limit(self, addr: str, env: ApplyEnv) -> bool:
         if env.replies_per_hour <= 0:
             return False
-        n = await Outbox.filter(rcpt_key=addr, automatic=True,
-                                created_at__gte=env.now - timedelta(hours=1)).count()
-        return n >= env.replies_per_hour
+        since = Outbox._meta.fields_map["created_at"].to_db_value(
+            env.now - timedelta(hours=1), Outbox)
+        # written out rather than built by the query builder: this runs for every
+        # automatic letter, and building the query cost several times running it
+        a, b, c = ("?", "?", "?") if self.conn == "sqlite" else ("$1", "$2", "$3")
+        rows = await Tortoise.get_connection(self.conn).execute_query_dict(
+            f'SELECT COUNT(*) AS n FROM "outbox" WHERE "rcpt_key" = {a} AND "automatic" = {b} '
+            f'AND "created_at" >= {c}', [addr, True, since])
+        return int(rows[0]["n"]) >= env.replies_per_hour
 
     # -- outbox ---------------------------------------------------------------------------
 
@@ -420,8 +436,19 @@ class Store:
         return out
 
 
-async def set_timer(case: Case, effect: SetTimer | CancelTimers, now: datetime) -> None:
-    """Apply a timer effect inside the caller's transaction (paused timers count as pending)."""
+async def set_timer(case: Case, effect: SetTimer | CancelTimers, now: datetime, *,
+                    fresh: set[tuple[str, str | None]] | None = None) -> None:
+    """Apply a timer effect inside the caller's transaction (paused timers count as pending).
+
+    ``fresh``, for a case opened in this transaction: the (kind, key) of the timers set so
+    far; a timer not among them has nothing to replace, and no query looks for one."""
+    if fresh is not None and isinstance(effect, SetTimer):
+        known = (effect.kind, effect.key) in fresh
+        fresh.add((effect.kind, effect.key))
+        if not known:
+            await Timer.create(case=case, kind=effect.kind, key=effect.key,
+                               due_at=effect.due_at, data=dict(effect.data), created_at=now)
+            return
     pending = Timer.filter(case=case, state__in=("pending", "paused"))
     if isinstance(effect, CancelTimers):
         if effect.kinds:
