@@ -30,7 +30,7 @@ log = logging.getLogger("maild.intake")
 #: batches with fewer messages are parsed in the daemon's own process
 MIN_BATCH = 16
 #: messages per task sent to a worker (fewer round trips than one task per message)
-CHUNK = 8
+CHUNK = 25
 
 Outcome = ParsedMail | ParseError
 

@@ -31,7 +31,7 @@ from maild.parse import ParseError
 from maild.parsing import BatchParse, Parser
 from maild.process import ProcessDef
 from maild.sources.base import Fetched, MailSource
-from maild.store import DECIDED, ApplyEnv, Store
+from maild.store import DECIDED, ApplyEnv, Kept, Store
 from maild.store.models import Message
 
 #: mails decided per transaction
@@ -54,6 +54,25 @@ class Counters:
     def line(self) -> str:
         return (f"fetched={self.fetched} processed={self.processed} "
                 f"quarantined={self.quarantined} duplicates={self.duplicates} moved={self.moved}")
+
+
+@dataclass
+class _Ahead:
+    """A fetched batch whose raw bytes are being kept and whose mail is being parsed."""
+
+    batch: list[Fetched]
+    parses: BatchParse
+    kept: asyncio.Future[list[Kept]]
+
+    async def drop(self) -> None:
+        """Not to be decided in this poll (stopping, or an error): let the writes finish
+        (a thread cannot be stopped) and forget the parses. Its mail stays in the mailbox
+        above the checkpoint, and files already written are simply found next time."""
+        self.parses.cancel()
+        try:
+            await self.kept
+        except Exception as e:  # noqa: BLE001 - the poll's own outcome is what counts
+            log.debug("raw bytes of a batch not decided: %s", e)
 
 
 class Intake:
@@ -79,39 +98,53 @@ class Intake:
         self.parser.close()
 
     async def poll(self, should_stop: Callable[[], bool] = lambda: False) -> Counters:
-        """Drain the mailbox once: every message with a UID above the checkpoint."""
+        """Drain the mailbox once: every message with a UID above the checkpoint.
+
+        While one batch is decided, the next one is already fetched: its raw bytes are
+        being written (in a thread) and its mail parsed (in a worker process). It is recorded
+        only after the batch before it, so the order of the steps is the same for each mail.
+        """
         src = self.source
         await asyncio.to_thread(src.open)
         uidvalidity = await asyncio.to_thread(src.uidvalidity)
         last = await self.store.checkpoint(src.name, uidvalidity)
         await self._move_pending(uidvalidity)  # decided before a crash, never moved
-        while not should_stop():
-            batch = await asyncio.to_thread(src.fetch_after, last, self.cfg.mailbox.batch_size)
-            if not batch:
-                break
-            last = await self._batch(uidvalidity, batch, last, should_stop)
+        ahead = await self._fetch(last)
+        try:
+            while ahead.batch and not should_stop():
+                current = ahead
+                kept = await current.kept
+                rows = await self.store.record_fetched(src.name, uidvalidity, kept,
+                                                       self.clock())
+                failpoints.hit("after_fetch")
+                ahead = await self._fetch(current.batch[-1].uid)
+                last = await self._batch(uidvalidity, current, rows, last, should_stop)
+        finally:
+            await ahead.drop()
         return self.counters
 
-    async def _batch(self, uidvalidity: int, batch: list[Fetched], last: int,
-                     should_stop: Callable[[], bool]) -> int:
-        """Keep, record, decide, commit and move one batch; returns the new checkpoint."""
-        src = self.source
+    async def _fetch(self, last: int) -> _Ahead:
+        batch = await asyncio.to_thread(self.source.fetch_after, last,
+                                        self.cfg.mailbox.batch_size)
         self.counters.fetched += len(batch)
-        parses = self.parser.batch([f.raw for f in batch])  # a worker starts on them now
+        return _Ahead(batch, self.parser.batch([f.raw for f in batch]),  # a worker starts
+                      asyncio.ensure_future(asyncio.to_thread(self.store.keep_raw, batch)))
+
+    async def _batch(self, uidvalidity: int, current: _Ahead, rows: list[Message], last: int,
+                     should_stop: Callable[[], bool]) -> int:
+        """Decide, commit and move one recorded batch; returns the new checkpoint."""
         try:
-            kept = await asyncio.to_thread(self.store.keep_raw, batch)
-            rows = await self.store.record_fetched(src.name, uidvalidity, kept, self.clock())
-            failpoints.hit("after_fetch")
             copies: dict[str, int] = {}
             for start in range(0, len(rows), COMMIT_EVERY):
                 if should_stop():
                     break
-                last = await self._commit_group(uidvalidity, rows, batch, parses, start,
-                                                copies, last, should_stop)
+                last = await self._commit_group(uidvalidity, rows, current.batch,
+                                                current.parses, start, copies, last,
+                                                should_stop)
                 self.committed.set()
                 await asyncio.sleep(0)  # the sender may mark and lease letters now
         finally:
-            parses.cancel()  # parses of mail not reached (stopping, or an error)
+            current.parses.cancel()  # parses of mail not reached (stopping, or an error)
         await self._move_pending(uidvalidity)
         return last
 
