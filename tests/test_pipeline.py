@@ -112,3 +112,33 @@ async def test_staff_reply_is_recorded_not_acknowledged(site: Site) -> None:
     assert kinds == ["processed", "processed"]
     case = await Case.get()
     assert case.parties == ["a@huaxin.example.cn"]  # staff do not become parties
+
+
+async def test_mail_fetched_ahead_of_a_stop_is_decided_by_the_next_poll(tmp_path: Path) -> None:
+    # the intake fetches (and writes the raw bytes of) the next batch while deciding one;
+    # stopping after the first batch must leave the batch fetched ahead in the mailbox,
+    # undecided, for the next poll
+    s = Site(tmp_path)
+    s.cfg = make_config(tmp_path, "[mailbox]\nbatch_size = 4\n")
+    s.intake = Intake(s.cfg, s.source, s.store, Letters(), lambda: NOW)
+    await s.store.open()
+    try:
+        for i in range(10):
+            deliver(s.inbox, mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}"))
+
+        def after_first_batch() -> bool:  # asked before each batch and each mail
+            return s.intake.counters.processed >= 4
+
+        counters = await s.intake.poll(after_first_batch)
+        assert (counters.fetched, counters.processed) == (8, 4)  # a batch was fetched ahead
+        assert len(list((tmp_path / "raw").rglob("*.eml"))) == 8  # and its raw bytes kept
+        assert await Message.filter(direction="in").count() == 4  # but none of it recorded
+        assert len(s.folder("Processed")) == 4
+        assert len(list((s.inbox / "new").iterdir()) + list((s.inbox / "cur").iterdir())) == 6
+        await s.intake.poll()  # a restart, say
+        assert await Case.all().count() == 10
+        assert len(s.folder("Processed")) == 10
+        assert sorted(m.uid for m in await Message.filter(direction="in")) == list(range(1, 11))
+    finally:
+        s.intake.close()
+        await s.store.close()
