@@ -17,6 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +33,8 @@ log = logging.getLogger("maild.intake")
 
 #: batches with fewer messages are parsed in the daemon's own process
 MIN_BATCH = 16
+#: seconds between a worker's checks that the daemon that started it is still alive
+ORPHAN_CHECK = 0.5
 #: messages per task sent to a worker (fewer round trips than one task per message)
 CHUNK = 25
 
@@ -45,6 +51,23 @@ def parse_or_error(raw: bytes) -> Outcome:
         return ParseError(f"too complex to parse ({type(e).__name__})")
     except Exception as e:  # noqa: BLE001 - a parser bug must not stop the batch
         return ParseError(f"the parser failed: {type(e).__name__}: {e}"[:300])
+
+
+def _worker_start() -> None:
+    """In the worker: leave SIGTERM and SIGINT to the daemon. systemd signals every process
+    of the service and a terminal's Ctrl-C the whole process group; the daemon finishes the
+    mail in hand and then stops its workers itself. A daemon that dies without doing so
+    (SIGKILL, the OOM killer) is noticed within a second, and the worker ends too."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK)
+        os._exit(0)  # orphaned: the daemon is gone, and so is everything it asked for
+
+    threading.Thread(target=watch, name="maild-parser-orphan-check", daemon=True).start()
 
 
 def _parse_chunk(raws: list[bytes]) -> list[Outcome]:
@@ -95,7 +118,8 @@ class Parser:
             log.info("starting %d parser process(es)", self.workers)
             # spawn: a clean interpreter, whatever threads this process has running
             self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_start)
         return self._pool
 
     def _drop(self, pool: ProcessPoolExecutor | None) -> None:

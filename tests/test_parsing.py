@@ -3,6 +3,12 @@ dies costs only the message it was parsing."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +104,59 @@ async def test_intake_quarantines_the_mail_that_killed_the_parser(
     finally:
         site.intake.close()
         await site.store.close()
+
+
+async def test_a_worker_ignores_the_stop_signals_meant_for_the_daemon(parser: Parser) -> None:
+    # systemd sends SIGTERM to every process of the service, Ctrl-C SIGINT to the whole
+    # process group: the worker must live on until the daemon has finished its mail
+    raws = [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}") for i in range(MIN_BATCH)]
+    assert not isinstance(await parser.batch(raws).get(0), ParseError)
+    pool = parser._pool
+    assert pool is not None
+    [pid] = list(pool._processes)  # the one worker
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        os.kill(pid, sig)
+    await asyncio.sleep(0.2)
+    batch = parser.batch(raws)
+    outcomes = [await batch.get(i) for i in range(len(raws))]
+    assert not any(isinstance(o, ParseError) for o in outcomes)
+    assert parser._pool is pool and list(pool._processes) == [pid]
+
+
+ORPHAN_SCRIPT = """
+import asyncio, os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from support import mail
+from maild.parsing import MIN_BATCH, Parser
+
+async def main():
+    parser = Parser(workers=1)
+    raws = [mail(f"b{i}@huaxin.example.cn", "询价") for i in range(MIN_BATCH)]
+    await parser.batch(raws).get(0)
+    print(*parser._pool._processes, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # a daemon killed before it could stop its worker
+
+if __name__ == "__main__":  # the worker, spawned, imports this file too
+    asyncio.run(main())
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_whose_daemon_was_killed_ends_too(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN_SCRIPT, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    [pid] = [int(p) for p in proc.stdout.split()]
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), "the parser process outlived the daemon"
