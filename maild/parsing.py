@@ -91,11 +91,20 @@ class Parser:
         """Start parsing ``raws``; ``await result.get(i)`` gives the i-th outcome."""
         if self.workers <= 0 or len(raws) < self.min_batch:
             return BatchParse(self, raws, None, None)
-        pool = self._live_pool()
         loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(pool, _parse_chunk, list(raws[i:i + CHUNK]))
-                   for i in range(0, len(raws), CHUNK)]
-        return BatchParse(self, raws, pool, futures)
+        for _ in (1, 2):  # a worker that died while idle breaks the pool: start afresh, once
+            pool = None
+            try:
+                pool = self._live_pool()
+                futures = [loop.run_in_executor(pool, _parse_chunk, list(raws[i:i + CHUNK]))
+                           for i in range(0, len(raws), CHUNK)]
+            except (BrokenProcessPool, OSError) as e:
+                self._drop(pool)
+                error = e
+                continue
+            return BatchParse(self, raws, pool, futures)
+        log.error("cannot start a parser process (%s); parsing in the daemon", error)
+        return BatchParse(self, raws, None, None)
 
     async def alone(self, raw: bytes) -> Outcome:
         """Parse one message in a worker of its own making after a worker died."""
@@ -124,7 +133,7 @@ class Parser:
 
     def _drop(self, pool: ProcessPoolExecutor | None) -> None:
         """Forget a pool whose worker died, so the next parse starts a fresh one."""
-        if self._pool is pool:
+        if pool is not None and self._pool is pool:
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -211,7 +211,7 @@ async def drain(store: Store, sender: MailSender, clock: Callable[[], datetime],
             results = await _attempt(sender, rows)
         done: list[tuple[Outgoing, str | None]] = []
         error: BaseException | None = None
-        for out, res in zip(rows, results):
+        for out, res in zip(rows, results, strict=False):  # results may stop short
             if isinstance(res, SendError):
                 failed += 1
                 gave_up = await store.failed(out, clock(), str(res), permanent=res.permanent,

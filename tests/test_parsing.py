@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Never
 
 import pytest
 from support import find_corpus, mail
 
+from maild import parsing
 from maild.parse import ParseError
 from maild.parsing import MIN_BATCH, Parser, parse_or_error
 
@@ -121,6 +124,38 @@ async def test_a_worker_ignores_the_stop_signals_meant_for_the_daemon(parser: Pa
     outcomes = [await batch.get(i) for i in range(len(raws))]
     assert not any(isinstance(o, ParseError) for o in outcomes)
     assert parser._pool is pool and list(pool._processes) == [pid]
+
+
+async def test_a_worker_that_died_while_idle_is_replaced(parser: Parser) -> None:
+    raws = [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}") for i in range(MIN_BATCH)]
+    assert not isinstance(await parser.batch(raws).get(0), ParseError)
+    pool = parser._pool
+    assert pool is not None
+    [pid] = list(pool._processes)
+    os.kill(pid, signal.SIGKILL)  # the OOM killer, between two polls
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # the pool notices
+    batch = parser.batch(raws)
+    outcomes = [await batch.get(i) for i in range(len(raws))]
+    assert [o.subject for o in outcomes] == [  # type: ignore[union-attr]
+        f"询价 {i}" for i in range(len(raws))]
+    assert parser._pool is not pool
+
+
+async def test_when_no_worker_can_be_started_the_daemon_parses_itself(
+        parser: Parser, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    class NoProcesses(ProcessPoolExecutor):  # as when the system refuses to fork (EAGAIN)
+        def submit(self, *args: object, **kwargs: object) -> Never:
+            raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(parsing, "ProcessPoolExecutor", NoProcesses)
+    raws = [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}") for i in range(MIN_BATCH)]
+    batch = parser.batch(raws)
+    assert (await batch.get(3)).subject == "询价 3"  # type: ignore[union-attr]
+    assert "cannot start a parser process" in caplog.text
 
 
 ORPHAN_SCRIPT = """
