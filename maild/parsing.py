@@ -7,8 +7,8 @@ the steady trickle of a running daemon, are parsed in the daemon's own process: 
 worker would cost more than it saves. Results come back in the batch's order.
 
 A worker that dies (the kernel's OOM killer on a mail bomb, a crash in C code) costs only the
-mail it was parsing: the mail of its chunk is parsed again one at a time in a fresh worker,
-and the one that kills that worker too is quarantined with the reason. Any exception the
+mail it was parsing: the rest of the batch is parsed again one message at a time in a fresh
+worker, and the one that kills that worker too is quarantined with the reason. Any exception the
 parser raises becomes the message's quarantine reason; it never stops the batch.
 """
 
