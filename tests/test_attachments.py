@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from maild.parse import parse_mail
 from maild.pipeline import Intake
 from maild.sources.base import Fetched
 from maild.store import Store
-from maild.store.attachments import safe_name
+from maild.store.attachments import ContentStore, safe_name
 from maild.store.models import Attachment, TimelineEntry
 
 SITE = """
@@ -131,3 +132,31 @@ async def test_an_older_database_gets_the_owner_column(store: Store, tmp_path: P
     f = Feeder(store, tmp_path)
     number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
     assert (await store.case(number))["owner"] == ["zhou@corp.example.test"]  # type: ignore
+
+
+def test_raw_mail_is_flushed_to_disk_before_its_row_can_point_at_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store = ContentStore(tmp_path / "raw", ".eml")
+    datas = [b"one", b"two", b"one"]  # the same bytes twice: one file
+    kept = store.put_durably(datas)
+    assert [store.get(rel) for _, rel in kept] == datas
+    files = [str(store.path(rel)) for _, rel in kept[:2]]
+    folders = {str(store.path(rel).parent) for _, rel in kept} | {str(tmp_path / "raw")}
+    # each file's data before its rename (flushed under its temporary name), then each
+    # folder whose entries changed, once
+    assert len(flushed) == 2 + len(folders)
+    assert all(".tmp" in f for f in flushed[:2])
+    assert sorted(flushed[2:]) == sorted(folders)
+    assert not any(p.name.count(".tmp") for p in (tmp_path / "raw").rglob("*"))
+    assert all(Path(f).exists() for f in files)
+    flushed.clear()
+    store.put_durably([b"one"])  # already kept: nothing to write or flush
+    assert flushed == []

@@ -118,9 +118,12 @@ class Store:
                                 last_uid__lt=last_uid).update(last_uid=last_uid)
 
     def keep_raw(self, batch: Sequence[Fetched]) -> list[Kept]:
-        """Write each fetched message's raw bytes to the raw store (blocking: the intake
-        runs it in its fetching thread, beside the decisions of the batch before)."""
-        return [Kept(f.uid, f.raw, *self.raw.put(f.raw)) for f in batch]
+        """Write each fetched message's raw bytes to the raw store, flushed to the disk
+        (blocking: the intake runs it in a thread, beside the decisions of the batch before).
+        The ``received`` rows committed next point at them, so they must outlast a power cut
+        as the database does."""
+        kept = self.raw.put_durably([f.raw for f in batch])
+        return [Kept(f.uid, f.raw, sha, rel) for f, (sha, rel) in zip(batch, kept, strict=True)]
 
     async def record_fetched(self, source: str, uidvalidity: int, batch: Sequence[Kept],
                              now: datetime) -> list[Message]:

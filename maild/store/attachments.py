@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 from maild.effects import KeepAttachments
@@ -50,15 +51,46 @@ class ContentStore:
         self.suffix = suffix
 
     def put(self, data: bytes) -> tuple[str, str]:
+        """Keep ``data`` (atomically: a crash leaves the whole file or none)."""
+        sha, rel, _ = self._write(data, durable=False)
+        return sha, rel
+
+    def put_durably(self, datas: Sequence[bytes]) -> list[tuple[str, str]]:
+        """Keep each of ``datas`` so that a power cut after this returns cannot lose them:
+        each file is flushed to the disk before it is renamed into place, and the folders
+        holding the new names are flushed after. One folder flush per folder, not per file."""
+        out, folders = [], set()
+        for data in datas:
+            sha, rel, created = self._write(data, durable=True)
+            out.append((sha, rel))
+            folders.update(created)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return out
+
+    def _write(self, data: bytes, *, durable: bool) -> tuple[str, str, list[Path]]:
+        """Write the file unless it exists; the folders whose entries changed."""
         sha = hashlib.sha256(data).hexdigest()
         rel = f"{sha[:2]}/{sha}{self.suffix}"
         path = self.root / rel
-        if not path.exists():
+        if path.exists():
+            return sha, rel, []
+        changed = [path.parent]
+        if not path.parent.is_dir():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{sha}.tmp{os.getpid()}-{threading.get_ident()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return sha, rel
+            changed += [path.parent.parent]  # the new folder's own entry
+        tmp = path.with_name(f"{sha}.tmp{os.getpid()}-{threading.get_ident()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return sha, rel, changed if durable else []
 
     def get(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
