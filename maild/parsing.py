@@ -70,6 +70,10 @@ def _worker_start() -> None:
     threading.Thread(target=watch, name="maild-parser-orphan-check", daemon=True).start()
 
 
+def _ready() -> None:
+    """A first task, so that the worker process is spawned before it is needed."""
+
+
 def _parse_chunk(raws: list[bytes]) -> list[Outcome]:
     """Run in the worker process."""
     out = []
@@ -88,8 +92,13 @@ class Parser:
         self._pool: ProcessPoolExecutor | None = None
 
     def batch(self, raws: Sequence[bytes]) -> BatchParse:
-        """Start parsing ``raws``; ``await result.get(i)`` gives the i-th outcome."""
+        """Start parsing ``raws``; ``await result.get(i)`` gives the i-th outcome.
+
+        The first large batch starts the worker and is parsed here while it starts."""
         if self.workers <= 0 or len(raws) < self.min_batch:
+            return BatchParse(self, raws, None, None)
+        if self._pool is None:
+            self.start()
             return BatchParse(self, raws, None, None)
         loop = asyncio.get_running_loop()
         for _ in (1, 2):  # a worker that died while idle breaks the pool: start afresh, once
@@ -116,6 +125,18 @@ class Parser:
             self._drop(pool)
             return ParseError(f"the parser process died while parsing this message ({e})")
         return outcome
+
+    def start(self) -> None:
+        """Start the worker processes now (they take a moment to be ready)."""
+        if self.workers <= 0 or self._pool is not None:
+            return
+        pool = None
+        try:
+            pool = self._live_pool()
+            pool.submit(_ready)  # processes are spawned at the first task
+        except (BrokenProcessPool, OSError) as e:
+            self._drop(pool)
+            log.error("cannot start a parser process (%s); parsing in the daemon", e)
 
     def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -109,7 +109,7 @@ class Intake:
         uidvalidity = await asyncio.to_thread(src.uidvalidity)
         last = await self.store.checkpoint(src.name, uidvalidity)
         await self._move_pending(uidvalidity)  # decided before a crash, never moved
-        ahead = await self._fetch(last)
+        ahead = await self._fetch(last, COMMIT_EVERY)
         try:
             while ahead.batch and not should_stop():
                 current = ahead
@@ -117,15 +117,19 @@ class Intake:
                 rows = await self.store.record_fetched(src.name, uidvalidity, kept,
                                                        self.clock())
                 failpoints.hit("after_fetch")
-                ahead = await self._fetch(current.batch[-1].uid)
+                ahead = await self._fetch(current.batch[-1].uid, 4 * len(current.batch))
                 last = await self._batch(uidvalidity, current, rows, last, should_stop)
         finally:
             await ahead.drop()
         return self.counters
 
-    async def _fetch(self, last: int) -> _Ahead:
+    async def _fetch(self, last: int, limit: int) -> _Ahead:
+        """Fetch up to ``limit`` (at most a batch) and start keeping and parsing it.
+
+        A poll starts with a small batch and grows it, so that the first decisions need not
+        wait for a whole batch to be written and flushed to the disk."""
         batch = await asyncio.to_thread(self.source.fetch_after, last,
-                                        self.cfg.mailbox.batch_size)
+                                        min(limit, self.cfg.mailbox.batch_size))
         self.counters.fetched += len(batch)
         return _Ahead(batch, self.parser.batch([f.raw for f in batch]),  # a worker starts
                       asyncio.ensure_future(asyncio.to_thread(self.store.keep_raw, batch)))
@@ -142,7 +146,10 @@ class Intake:
                                                 current.parses, start, copies, last,
                                                 should_stop)
                 self.committed.set()
-                await asyncio.sleep(0)  # the sender may mark and lease letters now
+                # the sender may mark and lease letters now: its wake-up takes two turns of
+                # the loop (the sending thread's callback, then the drain's own step)
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
         finally:
             current.parses.cancel()  # parses of mail not reached (stopping, or an error)
         await self._move_pending(uidvalidity)

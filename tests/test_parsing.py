@@ -20,6 +20,7 @@ from support import find_corpus, mail
 from maild import parsing
 from maild.parse import ParseError
 from maild.parsing import MIN_BATCH, Parser, parse_or_error
+from maild.pipeline import COMMIT_EVERY
 
 KILLER = b"X-Maild-Failpoint: parser\r\n"
 
@@ -31,7 +32,10 @@ def marked(raw: bytes) -> bytes:
 
 @pytest.fixture
 def parser() -> Iterator[Parser]:
+    """A parser whose worker is started (the first large batch would otherwise be parsed
+    in-process while the worker starts)."""
     p = Parser(workers=1)
+    p.start()
     try:
         yield p
     finally:
@@ -51,7 +55,7 @@ async def test_a_large_batch_is_parsed_in_a_worker_exactly_as_in_process(
     raws.append(mail("buyer@taipei.example.tw", "詢價", "您好，請報價。", charset="big5"))
     assert len(raws) >= MIN_BATCH
     batch = parser.batch(raws)
-    assert parser._pool is not None  # a worker process does the parsing
+    assert batch._futures is not None  # a worker process does the parsing
     for i, raw in enumerate(raws):
         got, want = await batch.get(i), parse_or_error(raw)
         if isinstance(want, ParseError):
@@ -61,16 +65,40 @@ async def test_a_large_batch_is_parsed_in_a_worker_exactly_as_in_process(
     assert any(isinstance(parse_or_error(r), ParseError) for r in raws)  # both kinds seen
 
 
-async def test_a_small_batch_is_parsed_in_process(parser: Parser) -> None:
+async def test_a_small_batch_is_parsed_in_process_and_starts_nothing() -> None:
+    parser = Parser(workers=1)
     raws = [mail("a@huaxin.example.cn", "询价")] * (MIN_BATCH - 1)
     batch = parser.batch(raws)
     assert (await batch.get(0)).subject == "询价"  # type: ignore[union-attr]
     assert parser._pool is None
 
 
+async def test_the_first_large_batch_is_parsed_while_the_worker_starts() -> None:
+    parser = Parser(workers=1)
+    try:
+        raws = [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}") for i in range(MIN_BATCH)]
+        first = parser.batch(raws)
+        assert first._futures is None and parser._pool is not None  # here, worker starting
+        assert (await first.get(1)).subject == "询价 1"  # type: ignore[union-attr]
+        second = parser.batch(raws)
+        assert second._futures is not None  # the worker's
+        assert (await second.get(2)).subject == "询价 2"  # type: ignore[union-attr]
+    finally:
+        parser.close()
+
+
 async def test_a_worker_that_dies_costs_only_the_message_it_was_parsing(
-        parser: Parser, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILD_FAILPOINT", "parser")  # the worker inherits it when spawned
+    parser = Parser(workers=1)
+    parser.start()
+    try:
+        await dies_on_one(parser)
+    finally:
+        parser.close()
+
+
+async def dies_on_one(parser: Parser) -> None:
     raws = [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}") for i in range(2 * MIN_BATCH)]
     raws[5] = marked(raws[5])
     batch = parser.batch(raws)
@@ -81,7 +109,7 @@ async def test_a_worker_that_dies_costs_only_the_message_it_was_parsing(
         f"询价 {i}" for i in range(len(raws)) if i != 5]
     # and the next batch gets a working worker again
     again = parser.batch(raws[:5] + raws[6:])
-    assert not isinstance(await again.get(0), ParseError)
+    assert again._futures is not None and not isinstance(await again.get(0), ParseError)
 
 
 async def test_intake_quarantines_the_mail_that_killed_the_parser(
@@ -95,15 +123,18 @@ async def test_intake_quarantines_the_mail_that_killed_the_parser(
     site = Site(tmp_path)
     await site.store.open()
     try:
-        for i in range(MIN_BATCH + 4):
+        # the poll's first batch (COMMIT_EVERY mails) is parsed in the daemon while the
+        # worker starts; the second goes to the worker, with the killer in it
+        n = COMMIT_EVERY + MIN_BATCH + 4
+        for i in range(n):
             raw = mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}")
-            deliver(site.inbox, marked(raw) if i == 3 else raw)
+            deliver(site.inbox, marked(raw) if i == COMMIT_EVERY + 3 else raw)
         counters = await site.intake.poll()
-        assert (counters.processed, counters.quarantined) == (MIN_BATCH + 3, 1)
+        assert (counters.processed, counters.quarantined) == (n - 1, 1)
         [bad] = await Message.filter(direction="in", state="quarantined")
-        assert bad.uid == 4 and "parser process died" in (bad.reason or "")
+        assert bad.uid == COMMIT_EVERY + 4 and "parser process died" in (bad.reason or "")
         assert len(site.folder("Quarantine")) == 1
-        assert len(site.folder("Processed")) == MIN_BATCH + 3
+        assert len(site.folder("Processed")) == n - 1
     finally:
         site.intake.close()
         await site.store.close()
@@ -145,17 +176,19 @@ async def test_a_worker_that_died_while_idle_is_replaced(parser: Parser) -> None
 
 
 async def test_when_no_worker_can_be_started_the_daemon_parses_itself(
-        parser: Parser, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     class NoProcesses(ProcessPoolExecutor):  # as when the system refuses to fork (EAGAIN)
         def submit(self, *args: object, **kwargs: object) -> Never:
             raise OSError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(parsing, "ProcessPoolExecutor", NoProcesses)
+    parser = Parser(workers=1)
     raws = [mail(f"buyer{i}@huaxin.example.cn", f"询价 {i}") for i in range(MIN_BATCH)]
-    batch = parser.batch(raws)
-    assert (await batch.get(3)).subject == "询价 3"  # type: ignore[union-attr]
+    for _ in range(2):  # the first batch would start the worker; the second would use it
+        batch = parser.batch(raws)
+        assert (await batch.get(3)).subject == "询价 3"  # type: ignore[union-attr]
     assert "cannot start a parser process" in caplog.text
+    assert parser._pool is None
 
 
 ORPHAN_SCRIPT = """
@@ -166,6 +199,7 @@ from maild.parsing import MIN_BATCH, Parser
 
 async def main():
     parser = Parser(workers=1)
+    parser.start()
     raws = [mail(f"b{i}@huaxin.example.cn", "询价") for i in range(MIN_BATCH)]
     await parser.batch(raws).get(0)
     print(*parser._pool._processes, flush=True)
