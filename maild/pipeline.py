@@ -131,7 +131,7 @@ class Intake:
         batch = await asyncio.to_thread(self.source.fetch_after, last,
                                         min(limit, self.cfg.mailbox.batch_size))
         self.counters.fetched += len(batch)
-        return _Ahead(batch, self.parser.batch([f.raw for f in batch]),  # a worker starts
+        return _Ahead(batch, self.parser.batch([f.raw for f in batch]),  # parsing starts
                       asyncio.ensure_future(asyncio.to_thread(self.store.keep_raw, batch)))
 
     async def _batch(self, uidvalidity: int, current: _Ahead, rows: list[Message], last: int,
