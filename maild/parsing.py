@@ -53,17 +53,17 @@ def parse_or_error(raw: bytes) -> Outcome:
         return ParseError(f"the parser failed: {type(e).__name__}: {e}"[:300])
 
 
-def _worker_start() -> None:
+def _worker_start(daemon: int) -> None:
     """In the worker: leave SIGTERM and SIGINT to the daemon. systemd signals every process
     of the service and a terminal's Ctrl-C the whole process group; the daemon finishes the
     mail in hand and then stops its workers itself. A daemon that dies without doing so
     (SIGKILL, the OOM killer) is noticed within a second, and the worker ends too."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        # the daemon's pid comes with the task: it may have died before this worker got here
+        while os.getppid() == daemon:
             time.sleep(ORPHAN_CHECK)
         os._exit(0)  # orphaned: the daemon is gone, and so is everything it asked for
 
@@ -149,7 +149,8 @@ class Parser:
             # spawn: a clean interpreter, whatever threads this process has running
             self._pool = ProcessPoolExecutor(self.workers,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_start)
+                                             initializer=_worker_start,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     def _drop(self, pool: ProcessPoolExecutor | None) -> None:

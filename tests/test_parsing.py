@@ -197,16 +197,17 @@ sys.path.insert(0, sys.argv[1])
 from support import mail
 from maild.parsing import MIN_BATCH, Parser
 
-async def main():
+async def main(ready):
     parser = Parser(workers=1)
     parser.start()
-    raws = [mail(f"b{i}@huaxin.example.cn", "询价") for i in range(MIN_BATCH)]
-    await parser.batch(raws).get(0)
+    if ready:  # wait until the worker has parsed something; else die while it starts
+        raws = [mail(f"b{i}@huaxin.example.cn", "询价") for i in range(MIN_BATCH)]
+        await parser.batch(raws).get(0)
     print(*parser._pool._processes, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # a daemon killed before it could stop its worker
 
 if __name__ == "__main__":  # the worker, spawned, imports this file too
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[2] == "ready"))
 """
 
 
@@ -218,10 +219,11 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_worker_whose_daemon_was_killed_ends_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["ready", "starting"])
+def test_a_worker_whose_daemon_was_killed_ends_too(tmp_path: Path, when: str) -> None:
     script = tmp_path / "orphan.py"
     script.write_text(ORPHAN_SCRIPT, encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script), str(Path(__file__).parent)],
+    proc = subprocess.run([sys.executable, str(script), str(Path(__file__).parent), when],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     [pid] = [int(p) for p in proc.stdout.split()]
