@@ -21,9 +21,10 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from maild import failpoints
 from maild.message import ParsedMail
@@ -100,20 +101,11 @@ class Parser:
         if self._pool is None:
             self.start()
             return BatchParse(self, raws, None, None)
-        loop = asyncio.get_running_loop()
-        for _ in (1, 2):  # a worker that died while idle breaks the pool: start afresh, once
-            pool = None
-            try:
-                pool = self._live_pool()
-                futures = [loop.run_in_executor(pool, _parse_chunk, list(raws[i:i + CHUNK]))
-                           for i in range(0, len(raws), CHUNK)]
-            except (BrokenProcessPool, OSError) as e:
-                self._drop(pool)
-                error = e
-                continue
-            return BatchParse(self, raws, pool, futures)
-        log.error("cannot start a parser process (%s); parsing in the daemon", error)
-        return BatchParse(self, raws, None, None)
+        submitted = self._submit([[list(raws[i:i + CHUNK])] for i in range(0, len(raws), CHUNK)])
+        if submitted is None:
+            return BatchParse(self, raws, None, None)
+        pool, futures = submitted
+        return BatchParse(self, raws, pool, [asyncio.wrap_future(f) for f in futures])
 
     async def alone(self, raw: bytes) -> Outcome:
         """Parse one message in a worker of its own making after a worker died."""
@@ -128,15 +120,24 @@ class Parser:
 
     def start(self) -> None:
         """Start the worker processes now (they take a moment to be ready)."""
-        if self.workers <= 0 or self._pool is not None:
-            return
-        pool = None
-        try:
-            pool = self._live_pool()
-            pool.submit(_ready)  # processes are spawned at the first task
-        except (BrokenProcessPool, OSError) as e:
-            self._drop(pool)
-            log.error("cannot start a parser process (%s); parsing in the daemon", e)
+        if self.workers > 0 and self._pool is None:
+            self._submit([[]], _ready)  # processes are spawned at the first task
+
+    def _submit(self, args: list[list[object]], fn: Callable[..., object] = _parse_chunk
+                ) -> tuple[ProcessPoolExecutor, list[Future[Any]]] | None:
+        """``fn(*a)`` in a worker for each ``a`` of ``args``. A pool whose worker died while
+        idle is replaced, once; None (logged) when no worker can be started."""
+        error: BaseException | None = None
+        for _ in (1, 2):
+            pool = None
+            try:
+                pool = self._live_pool()
+                return pool, [pool.submit(fn, *a) for a in args]
+            except (BrokenProcessPool, OSError) as e:
+                self._drop(pool)
+                error = e
+        log.error("cannot start a parser process (%s); parsing in the daemon", error)
+        return None
 
     def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from support import NOW, mail, make_config, open_store
 from tortoise.exceptions import ValidationError
+from tortoise.transactions import in_transaction
 
 from maild.classify import Classification, classify, subject_tags
 from maild.directory import Directory
@@ -168,6 +169,19 @@ async def test_rate_limit_on_automatic_replies(store: Store, tmp_path: Path) -> 
     # an hour later the sender is answered again
     await d.feed(mail("flood@huaxin.example.cn", "询价 4"), now=NOW + timedelta(hours=1, seconds=1))
     assert await Outbox.filter(rcpt_key="flood@huaxin.example.cn").count() == 3
+
+
+async def test_rate_limit_counts_letters_of_the_same_uncommitted_group(store: Store,
+                                                                       tmp_path: Path) -> None:
+    # the intake decides 25 mails per transaction: a flood inside one group must be braked
+    # by the letters queued earlier in that same, not yet committed, transaction
+    d = Deciding(store, tmp_path)
+    d.intake.cfg = make_config(tmp_path, "[limits]\nreplies_per_sender_per_hour = 2\n")
+    async with in_transaction(store.conn):
+        for i in range(4):
+            await d.feed(mail("flood@huaxin.example.cn", f"询价 {i}"))
+    assert await Outbox.filter(rcpt_key="flood@huaxin.example.cn").count() == 2
+    assert await TimelineEntry.filter(kind="rate_limited").count() == 2
 
 
 async def test_checkpoint_resets_when_uidvalidity_changes(store: Store) -> None:

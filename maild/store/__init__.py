@@ -63,7 +63,7 @@ class Kept:
     """A fetched message whose raw bytes are in the raw store."""
 
     uid: int
-    raw: bytes
+    raw_size: int
     sha256: str
     raw_path: str
 
@@ -123,7 +123,8 @@ class Store:
         The ``received`` rows committed next point at them, so they must outlast a power cut
         as the database does."""
         kept = self.raw.put_durably([f.raw for f in batch])
-        return [Kept(f.uid, f.raw, sha, rel) for f, (sha, rel) in zip(batch, kept, strict=True)]
+        return [Kept(f.uid, len(f.raw), sha, rel)
+                for f, (sha, rel) in zip(batch, kept, strict=True)]
 
     async def record_fetched(self, source: str, uidvalidity: int, batch: Sequence[Kept],
                              now: datetime) -> list[Message]:
@@ -135,7 +136,7 @@ class Store:
         mine = Message.filter(mailbox=source, uidvalidity=uidvalidity, uid__in=uids)
         known = set(await mine.values_list("uid", flat=True))
         new = [Message(direction="in", mailbox=source, uidvalidity=uidvalidity, uid=k.uid,
-                       raw_size=len(k.raw), raw_path=k.raw_path, sha256=k.sha256,
+                       raw_size=k.raw_size, raw_path=k.raw_path, sha256=k.sha256,
                        state="received", at=now)
                for k in batch if k.uid not in known]
         if new:
