@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bulk import config_text, seed  # noqa: E402
 
 from maild.config import parse_config  # noqa: E402
-from maild.letters import Letters  # noqa: E402
+from maild.runners.sweeper import Sweeper  # noqa: E402
+from maild.site import Site  # noqa: E402
 from maild.store import Store  # noqa: E402
 from maild.store.models import Outbox  # noqa: E402
-from maild.sweeper import Sweeper  # noqa: E402
 
 NOW = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 TARGET_S = 3.0
@@ -50,7 +50,7 @@ async def run(cases: int, open_share: float, db: str | None, profile: bool) -> i
         try:
             seeded = await seed(store, cases, NOW, due_now=round(cases * open_share * 0.05),
                                 open_share=open_share)
-            sweeper = Sweeper(cfg, store, Letters())
+            sweeper = Sweeper(Site.build(cfg), store)
             # make the ladder realistic: overdue deadlines climb before the digest is made
             await sweeper.timers(NOW - timedelta(minutes=1))
             print(f"seeded {seeded.cases} cases ({seeded.open} open, {seeded.timers} timers) "

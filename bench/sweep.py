@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bulk import config_text, seed  # noqa: E402
 
 from maild.config import parse_config  # noqa: E402
-from maild.letters import Letters  # noqa: E402
+from maild.runners.sweeper import Sweeper  # noqa: E402
+from maild.site import Site  # noqa: E402
 from maild.store import Store  # noqa: E402
 from maild.store.models import Outbox  # noqa: E402
-from maild.sweeper import Sweeper  # noqa: E402
 
 NOW = datetime(2026, 12, 8, 2, 0, tzinfo=UTC)  # Tuesday 10:00 in Shanghai
 TARGET_S = 1.0
@@ -49,7 +49,7 @@ async def one(cases: int, due: int, db: str | None, profile: bool) -> dict[str, 
         await store.open()
         try:
             seeded = await seed(store, cases, NOW, due_now=due)
-            sweeper = Sweeper(cfg, store, Letters())
+            sweeper = Sweeper(Site.build(cfg), store)
             prof = cProfile.Profile() if profile else None
             t0 = time.perf_counter()
             if prof:

@@ -2,6 +2,6 @@
 
 import sys
 
-from maild.cli import main
+from maild.cli.main import main
 
 sys.exit(main())

@@ -8,13 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from maild import config as cfgmod
+from maild.adapters.senders import MailSender, SendThread, make_sender
+from maild.adapters.sources.base import MailSource
 from maild.config import Config, ConfigError
-from maild.handlers import load_site_processes
-from maild.letters import DEFAULT_TEMPLATES, Letters
-from maild.pipeline import Intake
-from maild.process import ProcessDef
-from maild.sender import MailSender, SendThread, make_sender
-from maild.sources.base import MailSource
+from maild.runners.intake import Intake
+from maild.site import Site
 from maild.store import Store
 
 
@@ -31,24 +29,13 @@ def make_store(cfg: Config) -> Store:
     return Store(cfg.database.url, cfg.raw_dir, Path(cfg.base_dir))
 
 
-def make_letters(cfg: Config) -> Letters:
-    return Letters(cfg.path(cfg.letters.templates) if cfg.letters.templates
-                   else DEFAULT_TEMPLATES)
-
-
-def make_processes(cfg: Config, letters: Letters | None = None) -> dict[str, ProcessDef]:
-    """The process definitions the config names (default: the shipped ones), checked
-    against the handlers and, given ``letters``, against the templates."""
-    return load_site_processes(cfg, letters)
-
-
 def make_source(cfg: Config) -> MailSource:
     url = cfg.mailbox.url
     if url.startswith("maildir://"):
-        from maild.sources.maildir import MaildirSource
+        from maild.adapters.sources.maildir import MaildirSource
 
         return MaildirSource(cfg.path(url[len("maildir://"):]))
-    from maild.sources.imap import ImapSource
+    from maild.adapters.sources.imap import ImapSource
 
     return ImapSource(url, cfgmod.secret(cfg, "imap"), starttls=cfg.mailbox.starttls)
 
@@ -63,6 +50,7 @@ def make_mail_sender(cfg: Config) -> MailSender:
 @dataclass
 class App:
     cfg: Config
+    site: Site
     clock: Callable[[], datetime]
     store: Store
     source: MailSource
@@ -72,13 +60,12 @@ class App:
     @classmethod
     def build(cls, cfg: Config, now: datetime | None = None) -> App:
         clock = make_clock(now)
-        letters = make_letters(cfg)
         # read once; a definition naming a missing letter stops us here
-        processes = make_processes(cfg, letters)
+        site = Site.build(cfg)
         store = make_store(cfg)
         source = make_source(cfg)
-        return cls(cfg, clock, store, source, SendThread(make_mail_sender(cfg)),
-                   Intake(cfg, source, store, letters, clock, processes))
+        return cls(cfg, site, clock, store, source, SendThread(make_mail_sender(cfg)),
+                   Intake(site, source, store, clock))
 
 
-__all__ = ["App", "ConfigError", "make_clock", "make_letters", "make_processes", "make_store"]
+__all__ = ["App", "ConfigError", "make_clock", "make_store"]

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from maild.calendar import CalendarSettings, uncovered_years
+from maild.calendar.business import CalendarSettings, uncovered_years
 
 PROCESSES = ("customer", "supplier", "internal")
 

@@ -10,8 +10,8 @@ from datetime import date, datetime, timedelta
 
 from timing import Desk, sh
 
-from maild.effects import SetTimer, UpdateCase
-from maild.timers import notice_at, response_due
+from maild.engine.effects import SetTimer, UpdateCase
+from maild.schedule.firing import notice_at, response_due
 
 DIGEST_AT = sh("2026-12-07 09:00")
 SWEEP_FROM = sh("2026-11-23 09:00")

@@ -1,8 +1,9 @@
-"""A pure simulation of the store for engine tests: decide mails, apply decisions in memory.
+"""The decision path without a database, for engine tests: decide mails, keep cases in memory.
 
-``Sim`` keeps cases as ``CaseView`` values and applies each Decision the way ``Store.apply``
-does (numbering, data merge, owner, due time, parties, timers), rendering every letter
-strictly so a template that does not fit its context fails the test at once.
+``Sim`` decides through the same ``Site`` as the intake and applies each Decision with the
+production ``maild.engine.apply.apply`` (numbering, data, owner, due time, parties, timers,
+pausing); only the persistence is a dict. Every letter is rendered strictly, so a template
+that does not fit its context fails the test at once.
 """
 
 from __future__ import annotations
@@ -13,24 +14,21 @@ from typing import Any
 
 from support import NOW, mail
 
-from maild.calendar import BusinessCalendar
-from maild.classify import Known, classify, subject_tags
+from maild.adapters.letters import Rendered
+from maild.classify.rules import Known, subject_tags
 from maild.config import parse_config
-from maild.directory import Directory
-from maild.effects import (
-    CancelTimers,
-    CaseView,
-    Context,
-    Decision,
-    Note,
-    OpenCase,
-    SendLetter,
-    SetTimer,
-    UpdateCase,
+from maild.engine.apply import (
+    CaseState,
+    TimerState,
+    apply,
+    case_number,
+    case_year,
+    opening,
+    sequence_key,
 )
-from maild.engine import decide
-from maild.letters import Letters, Rendered
-from maild.parse import parse_mail
+from maild.engine.effects import CaseView, Context, Decision, Note, SendLetter
+from maild.mail.parse import parse_mail
+from maild.site import Site
 
 PROCESS_DIRECTORY = """
 [organisation]
@@ -93,9 +91,6 @@ name = "恒达材料"
 addresses = ["sales@hengda.example.cn"]
 """
 
-NUMBERING = {"internal": "{year}-{dept}-{seq:03d}", "customer": "{year}-客-{seq:03d}",
-             "supplier": "{year}-供-{seq:03d}"}
-
 
 @dataclass
 class Sent:
@@ -109,22 +104,23 @@ class Sent:
 
 
 @dataclass
-class Timer:
-    kind: str
-    key: str
-    due_at: datetime
-    data: dict[str, Any]
-    state: str = "pending"
-
-
-@dataclass
 class SimCase:
-    view: CaseView
+    state: CaseState
     timeline: list[Note] = field(default_factory=list)
-    timers: list[Timer] = field(default_factory=list)
-    closed_at: datetime | None = None
 
-    def pending_timers(self, kind: str | None = None) -> list[Timer]:
+    @property
+    def view(self) -> CaseView:
+        return self.state.view
+
+    @property
+    def closed_at(self) -> datetime | None:
+        return self.state.closed_at
+
+    @property
+    def timers(self) -> tuple[TimerState, ...]:
+        return self.state.timers
+
+    def pending_timers(self, kind: str | None = None) -> list[TimerState]:
         return [t for t in self.timers if t.state == "pending" and kind in (None, t.kind)]
 
     def kinds(self) -> list[str]:
@@ -134,20 +130,19 @@ class SimCase:
 class Sim:
     def __init__(self, extra_toml: str = "", now: datetime = NOW) -> None:
         self.cfg = parse_config(PROCESS_DIRECTORY + extra_toml, "sim.toml", ".")
-        self.directory = Directory(self.cfg.directory, self.cfg.routing.staff_domains,
-                                   self.cfg.organisation.address)
-        self.calendar = BusinessCalendar(self.cfg.calendar.settings())
-        self.letters = Letters()
+        self.site = Site.build(self.cfg)
+        self.directory = self.site.directory
+        self.calendar = self.site.calendar
+        self.letters = self.site.letters
         self.now = now
         self.cases: dict[str, SimCase] = {}
         self.sent: list[Sent] = []
         self.counters: dict[str, int] = {}
         self.msgids: dict[str, str] = {}  # message-id -> case number
+        self.timer_ids = 0
 
     def ctx(self) -> Context:
-        org = self.cfg.organisation
-        return Context(self.now, org.name, org.address, org.language, self.directory,
-                       self.calendar)
+        return self.site.context(self.now)
 
     def later(self, **delta: float) -> None:
         self.now = self.now + timedelta(**delta)
@@ -157,9 +152,9 @@ class Sim:
         m = parse_mail(raw)
         known = Known({k: v for k, v in self.msgids.items()},
                       frozenset(n for n in subject_tags(m.subject) if n in self.cases))
-        cls = classify(m, self.directory, known, msgid_domain="example.test")
+        cls = self.site.classify(m, known)
         view = self.cases[cls.case_number].view if cls.case_number else None
-        d = decide(m, cls, view, self.ctx())
+        d = self.site.decide(m, cls, view, self.now)
         self.apply(d, cls.case_number, m.message_id)
         self.last = d
         return d
@@ -169,39 +164,49 @@ class Sim:
         return self.send(sender, subj, body, **kw)
 
     def apply(self, d: Decision, number: str | None, message_id: str) -> None:
+        """``Store.apply`` without the database: the same pure apply, kept in memory."""
         case = self.cases.get(number) if number else None
-        for e in d.effects:
-            if isinstance(e, OpenCase):
-                case = self._open(e)
-            elif isinstance(e, UpdateCase) and case is not None:
-                case.view = _update(case, e, self.now)
-            elif isinstance(e, Note) and case is not None:
-                case.timeline.append(e)
-            elif isinstance(e, SendLetter):
-                self._letter(e, case)
-            elif isinstance(e, SetTimer | CancelTimers) and case is not None:
-                _timer(case, e)
-        if case is not None:
-            self.msgids[message_id] = case.view.number
-            if case.view.status in ("closed", "archived"):
-                for t in case.pending_timers():
-                    t.state = "cancelled"
+        opened = opening(d)
+        new_number = None
+        if opened is not None:
+            year = case_year(self.now, self.calendar.tz)
+            key = sequence_key(opened, year)
+            self.counters[key] = self.counters.get(key, 0) + 1
+            fmt = getattr(self.cfg.numbering, opened.process)
+            new_number = case_number(fmt, opened, year, self.counters[key])
+        applied = apply(case.state if case else None, d, self.now, self.calendar,
+                        number=new_number)
+        if applied.case is None:
+            for out in applied.outputs:
+                if isinstance(out, SendLetter):
+                    self._letter(out, None)
+            return
+        if applied.opened:
+            case = self.cases[applied.case.view.number] = SimCase(applied.case)
+        assert case is not None
+        case.state = replace(applied.case, timers=tuple(self._ids(applied.case.timers)))
+        for out in applied.outputs:
+            if isinstance(out, Note):
+                case.timeline.append(out)
+            elif isinstance(out, SendLetter):
+                self._letter(out, case)
+        self.msgids[message_id] = case.view.number
 
-    def _open(self, e: OpenCase) -> SimCase:
-        year = self.now.astimezone(self.calendar.tz).year
-        key = f"{e.process}:{e.number_key}:{year}"
-        self.counters[key] = self.counters.get(key, 0) + 1
-        number = NUMBERING[e.process].format(year=year, seq=self.counters[key], dept=e.number_key)
-        view = CaseView(number, e.process, e.step, "open", e.subject, e.department, e.urgent,
-                        e.language, tuple(e.parties), {})
-        self.cases[number] = SimCase(view)
-        return self.cases[number]
+    def _ids(self, timers: tuple[TimerState, ...]) -> list[TimerState]:
+        """New timers get an id, as the store's insert gives them."""
+        out = []
+        for t in timers:
+            if t.id is None:
+                self.timer_ids += 1
+                t = replace(t, id=self.timer_ids)
+            out.append(t)
+        return out
 
     def _letter(self, e: SendLetter, case: SimCase | None) -> None:
         number = case.view.number if case else ""
-        context = {**e.context, "number": number}
-        rendered = self.letters.render(e.letter, e.language, context)
-        self.sent.append(Sent(e.letter, e.to, e.cc, e.language, dict(context), rendered, number))
+        rendered = self.letters.render(e.letter, e.language, dict(e.context))
+        self.sent.append(Sent(e.letter, e.to, e.cc, e.language, dict(e.context), rendered,
+                              number))
         if case is not None:
             case.timeline.append(Note("letter", f"{e.letter} → {', '.join((*e.to, *e.cc))}",
                                       "maild"))
@@ -221,36 +226,3 @@ class Sim:
     def names(self, since: int = 0) -> list[str]:
         return [s.letter for s in self.sent[since:]]
 
-
-def _timer(case: SimCase, e: SetTimer | CancelTimers) -> None:
-    kinds = (e.kind,) if isinstance(e, SetTimer) else e.kinds
-    key = e.key if isinstance(e, SetTimer) else e.key
-    for t in case.pending_timers():
-        if (not kinds or t.kind in kinds) and key in (None, t.key):
-            t.state = "cancelled"
-    if isinstance(e, SetTimer):
-        case.timers.append(Timer(e.kind, e.key, e.due_at, dict(e.data)))
-
-
-def _update(case: SimCase, u: UpdateCase, now: datetime) -> CaseView:
-    v = case.view
-    changes: dict[str, Any] = {}
-    if u.step:
-        changes["step"] = u.step
-    if u.status:
-        changes["status"] = u.status
-        if u.status in ("closed", "archived") and case.closed_at is None:
-            case.closed_at = now
-        elif u.status in ("open", "waiting"):
-            case.closed_at = None
-    if u.add_parties:
-        changes["parties"] = tuple(dict.fromkeys((*v.parties, *u.add_parties)))
-    if u.data:
-        changes["data"] = {**v.data, **u.data}
-    if u.owner is not None:
-        changes["owner"] = tuple(u.owner)
-    if u.set_due:
-        changes["due_at"] = u.due_at
-    if u.urgent is not None:
-        changes["urgent"] = u.urgent
-    return replace(v, **changes)

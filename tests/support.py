@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.policy
-import os
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
@@ -117,12 +116,5 @@ async def open_store(backend: str, base: Path) -> AsyncIterator[Store]:
 
 
 def find_corpus() -> Path:
-    """``shared/corpus`` beside the clone (or any ancestor), or ``$MAILD_CORPUS``."""
-    env = os.environ.get("MAILD_CORPUS")
-    if env:
-        return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "corpus"
-        if candidate.is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    """The public mail corpus kept in the repository: ``tests/corpus`` (see its README.md)."""
+    return Path(__file__).resolve().parent / "corpus"

@@ -10,15 +10,12 @@ from pathlib import Path
 import pytest
 from support import NOW, mail, open_store
 
-from maild.classify import classify, subject_tags
+from maild.adapters.sources.base import Fetched
+from maild.classify.rules import subject_tags
 from maild.config import parse_config
-from maild.directory import Directory
-from maild.effects import Context
-from maild.engine import decide
-from maild.letters import Letters
-from maild.parse import parse_mail
-from maild.pipeline import Intake
-from maild.sources.base import Fetched
+from maild.mail.parse import parse_mail
+from maild.runners.intake import Intake
+from maild.site import Site
 from maild.store import Store
 from maild.store.attachments import ContentStore, safe_name
 from maild.store.models import Attachment, TimelineEntry
@@ -51,9 +48,8 @@ class Feeder:
     def __init__(self, store: Store, base: Path) -> None:
         self.store = store
         self.cfg = parse_config(SITE, "t.toml", str(base))
-        self.intake = Intake(self.cfg, None, store, Letters(), lambda: NOW)  # type: ignore
-        self.directory = Directory(self.cfg.directory, self.cfg.routing.staff_domains,
-                                   self.cfg.organisation.address)
+        self.site = Site.build(self.cfg)
+        self.intake = Intake(self.site, None, store, lambda: NOW)  # type: ignore[arg-type]
         self.uid = 0
 
     async def feed(self, raw: bytes, now: datetime = NOW) -> str | None:
@@ -62,10 +58,9 @@ class Feeder:
             "t", 1, self.store.keep_raw([Fetched(self.uid, raw)]), now)
         m = parse_mail(raw)
         known = await self.store.known(m, subject_tags(m.subject))
-        cls = classify(m, self.directory, known, msgid_domain="example.test")
+        cls = self.site.classify(m, known)
         case = await self.store.case_view(cls.case_number) if cls.case_number else None
-        ctx = Context(now, "示例", "service@example.test", "zh", self.directory)
-        return await self.store.apply(row, m, cls, decide(m, cls, case, ctx),
+        return await self.store.apply(row, m, cls, self.site.decide(m, cls, case, now),
                                       self.intake.apply_env(now), "Processed")
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.calendar import BusinessCalendar, CalendarSettings, uncovered_years
+from maild.calendar.business import BusinessCalendar, CalendarSettings, uncovered_years
 
 SH = ZoneInfo("Asia/Shanghai")
 CAL = BusinessCalendar()

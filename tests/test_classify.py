@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from support import mail, make_config
 
-from maild.classify import Classification, Known, classify, clean_subject, subject_tags
-from maild.directory import Directory
-from maild.parse import parse_mail
+from maild.classify.directory import Directory
+from maild.classify.rules import Classification, Known, classify, clean_subject, subject_tags
+from maild.mail.parse import parse_mail
 
 CFG = make_config(Path("."))
 DIRECTORY = Directory(CFG.directory, CFG.routing.staff_domains, CFG.organisation.address)

@@ -13,10 +13,10 @@ import pytest
 from flows import EXTERNAL, at_step
 from sim import Sim
 
-from maild.commands import COMMANDS
-from maild.effects import Decision, Note
+from maild.engine.effects import Decision, Note
+from maild.engine.roles import CaseFacts, Roles
 from maild.handlers import load_definitions
-from maild.roles import CaseFacts, Roles
+from maild.mail.commands import COMMANDS
 
 PROCS = load_definitions(None)
 POOL = ["zhang@corp.example.test", "li@corp.example.test", "wang@corp.example.test",

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from maild.commands import (
+from maild.mail.commands import (
     COMMANDS,
     ActionArg,
     parse_action,
@@ -14,7 +14,7 @@ from maild.commands import (
     parse_date,
     strip_commands,
 )
-from maild.quoting import reply_top
+from maild.mail.quoting import reply_top
 
 QUOTED_COMMAND = "#close\n#advance\n"
 

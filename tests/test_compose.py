@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from maild.letters import Letters, Rendered, _compose_email, compose, letter_subject
-from maild.parse import parse_mail
+from maild.adapters.letters import Letters, Rendered, _compose_email, compose, letter_subject
+from maild.mail.parse import parse_mail
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 BASE: dict[str, Any] = dict(message_id="<abc@example.test>", from_addr="service@example.test",

@@ -19,9 +19,9 @@ from support import DIRECTORY_TOML, open_store
 from timing import MANAGERS_TOML, Desk, sh
 
 from maild import config as cfgmod
-from maild.digest import Schedule, period
-from maild.effects import CancelTimers
-from maild.letters import Letters
+from maild.adapters.letters import Letters
+from maild.engine.effects import CancelTimers
+from maild.schedule.digest import Schedule, period
 from maild.store.models import DigestSent, Outbox
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "digest"

@@ -9,7 +9,7 @@ import pytest
 from support import open_store
 from timing import Desk, body, sh
 
-from maild.effects import SetTimer, UpdateCase
+from maild.engine.effects import SetTimer, UpdateCase
 
 OWNER = "li@corp.example.test"
 HEAD = "zhang@corp.example.test"  # 技术部

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maild.forms import REQUEST_FORM, department_of, is_urgent, merge, parse_form
+from maild.mail.forms import REQUEST_FORM, department_of, is_urgent, merge, parse_form
 
 FULL = """发起部门/人：市场部/王芳
 接收部门/人：技术部/张伟

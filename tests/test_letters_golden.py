@@ -2,7 +2,7 @@
 
 The goldens under ``tests/golden/`` change only deliberately: after editing a template,
 look at the diff, then regenerate with ``MAILD_REGEN_GOLDEN=1 scripts/test -k golden``.
-Every sample holds exactly the variables the code provides (``maild.letter_context``).
+Every sample holds exactly the variables the code provides (``maild.engine.letter_context``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 from flows import at_step
 from support import mail
 
-from maild.classify import Classification
+from maild.adapters.letters import DEFAULT_TEMPLATES, Letters
+from maild.classify.rules import Classification
+from maild.engine.letter_context import case_context
+from maild.engine.workflow import Work
 from maild.handlers import HOOKS, load_definitions
-from maild.letter_context import case_context
-from maild.letters import DEFAULT_TEMPLATES, Letters
-from maild.parse import parse_mail
-from maild.workflow import Work
+from maild.mail.parse import parse_mail
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REGEN = os.environ.get("MAILD_REGEN_GOLDEN") == "1"

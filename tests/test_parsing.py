@@ -17,10 +17,10 @@ from typing import Never
 import pytest
 from support import find_corpus, mail
 
-from maild import parsing
-from maild.parse import ParseError
-from maild.parsing import MIN_BATCH, Parser, parse_or_error
-from maild.pipeline import COMMIT_EVERY
+from maild.mail.parse import ParseError
+from maild.runners import parser_pool as parsing
+from maild.runners.intake import COMMIT_EVERY
+from maild.runners.parser_pool import MIN_BATCH, Parser, parse_or_error
 
 KILLER = b"X-Maild-Failpoint: parser\r\n"
 
@@ -116,7 +116,7 @@ async def test_intake_quarantines_the_mail_that_killed_the_parser(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from test_pipeline import Site
 
-    from maild.sources.maildir import deliver
+    from maild.adapters.sources.maildir import deliver
     from maild.store.models import Message
 
     monkeypatch.setenv("MAILD_FAILPOINT", "parser")
@@ -195,7 +195,7 @@ ORPHAN_SCRIPT = """
 import asyncio, os, signal, sys
 sys.path.insert(0, sys.argv[1])
 from support import mail
-from maild.parsing import MIN_BATCH, Parser
+from maild.runners.parser_pool import MIN_BATCH, Parser
 
 async def main(ready):
     parser = Parser(workers=1)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from support import NOW, mail, make_config
 
-from maild.letters import Letters
-from maild.pipeline import Intake
-from maild.sender import MaildirSender, drain
-from maild.sources.maildir import UIDLIST, MaildirSource, deliver
+from maild.adapters.senders import MaildirSender
+from maild.adapters.sources.maildir import UIDLIST, MaildirSource, deliver
+from maild.runners.intake import Intake
+from maild.runners.outbox import drain
+from maild.site import Site as ConfiguredSite
 from maild.store import Store
 from maild.store.models import Case, Message, Outbox
 
@@ -24,7 +25,8 @@ class Site:
         self.cfg = make_config(base, default_process=default_process)
         self.source = MaildirSource(self.inbox)
         self.store = Store(f"sqlite://{base}/maild.db", base / "raw", base)
-        self.intake = Intake(self.cfg, self.source, self.store, Letters(), lambda: NOW)
+        self.intake = Intake(ConfiguredSite.build(self.cfg), self.source, self.store,
+                             lambda: NOW)
 
     def folder(self, name: str) -> list[Path]:
         d = self.inbox / f".{name}" / "cur"
@@ -120,7 +122,7 @@ async def test_mail_fetched_ahead_of_a_stop_is_decided_by_the_next_poll(tmp_path
     # undecided, for the next poll
     s = Site(tmp_path)
     s.cfg = make_config(tmp_path, "[mailbox]\nbatch_size = 4\n")
-    s.intake = Intake(s.cfg, s.source, s.store, Letters(), lambda: NOW)
+    s.intake = Intake(ConfiguredSite.build(s.cfg), s.source, s.store, lambda: NOW)
     await s.store.open()
     try:
         for i in range(10):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from maild.calendar import BusinessCalendar
-from maild.process import (
+from maild.calendar.business import BusinessCalendar
+from maild.engine.definitions import (
     ARCHIVE,
     DEFAULT_DIR,
     ProcessError,

@@ -11,7 +11,7 @@ from datetime import datetime
 from flows import INITIATOR, INQUIRY, INTENT, MINUTES, ORDER, REQUEST_FORM, SOLUTION, at_step
 from sim import Sim
 
-from maild.effects import Note
+from maild.engine.effects import Note
 
 T = datetime.fromisoformat
 

@@ -13,11 +13,12 @@ from servers import SmtpSink, free_port
 from support import NOW, mail, make_config
 from test_store import Deciding
 
+from maild.adapters.senders import SendError, SendThread, SmtpSender
+from maild.adapters.sources.maildir import deliver
 from maild.app import App
-from maild.daemon import Daemon
-from maild.pipeline import COMMIT_EVERY
-from maild.sender import SendError, SendThread, SmtpSender, drain
-from maild.sources.maildir import deliver
+from maild.runners.daemon import Daemon
+from maild.runners.intake import COMMIT_EVERY
+from maild.runners.outbox import drain
 from maild.store import Store
 from maild.store.models import Outbox, TimelineEntry
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from servers import DovecotServer, free_port
 
-from maild.sources.base import Fetched, MailSourceError
-from maild.sources.imap import ImapSource, parse_imap_url
-from maild.sources.maildir import UIDLIST, MaildirSource, deliver
+from maild.adapters.sources.base import Fetched, MailSourceError
+from maild.adapters.sources.imap import ImapSource, parse_imap_url
+from maild.adapters.sources.maildir import UIDLIST, MaildirSource, deliver
 
 GBK_SUBJECT = "报销 朱镕基 陶喆".encode("gbk")
 

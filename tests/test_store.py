@@ -6,6 +6,7 @@ import asyncio
 import email
 import email.policy
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,14 +15,13 @@ from support import NOW, mail, make_config, open_store
 from tortoise.exceptions import ValidationError
 from tortoise.transactions import in_transaction
 
-from maild.classify import Classification, classify, subject_tags
-from maild.directory import Directory
-from maild.effects import Context, Decision, OpenCase, SetTimer, UpdateCase
-from maild.engine import decide
-from maild.letters import LetterError, Letters
-from maild.parse import parse_mail
-from maild.pipeline import Intake
-from maild.sources.base import Fetched
+from maild.adapters.letters import LetterError, Letters
+from maild.adapters.sources.base import Fetched
+from maild.classify.rules import Classification, subject_tags
+from maild.engine.effects import Decision, OpenCase, SetTimer, UpdateCase
+from maild.mail.parse import parse_mail
+from maild.runners.intake import Intake
+from maild.site import Site
 from maild.store import Store
 from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 
@@ -38,9 +38,15 @@ class Deciding:
     def __init__(self, store: Store, base: Path, letters: Letters | None = None) -> None:
         self.store = store
         self.cfg = make_config(base)
-        self.intake = Intake(self.cfg, None, store, letters or Letters(),  # type: ignore[arg-type]
-                             lambda: NOW)
+        site = Site.build(self.cfg)
+        self.site = site if letters is None else replace(site, letters=letters)
+        self.intake = Intake(self.site, None, store, lambda: NOW)  # type: ignore[arg-type]
         self.uid = 0
+
+    def limit_replies(self, per_hour: int) -> None:
+        limits = self.cfg.limits.model_copy(update={"replies_per_sender_per_hour": per_hour})
+        self.site = replace(self.site, cfg=self.cfg.model_copy(update={"limits": limits}))
+        self.intake.site = self.site
 
     async def feed(self, raw: bytes, now=NOW) -> tuple[Message, str | None]:
         self.uid += 1
@@ -48,11 +54,9 @@ class Deciding:
             "test", 1, self.store.keep_raw([Fetched(self.uid, raw)]), now)
         m = parse_mail(raw)
         known = await self.store.known(m, subject_tags(m.subject))
-        d = Directory(self.cfg.directory, self.cfg.routing.staff_domains,
-                      self.cfg.organisation.address)
-        cls = classify(m, d, known, msgid_domain="example.test")
+        cls = self.site.classify(m, known)
         case = await self.store.case_view(cls.case_number) if cls.case_number else None
-        decision = decide(m, cls, case, Context(now, "示例", "service@example.test", "zh", d))
+        decision = self.site.decide(m, cls, case, now)
         number = await self.store.apply(row, m, cls, decision, self.intake.apply_env(now),
                                         "Processed")
         return row, number
@@ -161,7 +165,7 @@ async def test_transient_failure_backs_off_and_permanent_gives_up(store: Store,
 
 async def test_rate_limit_on_automatic_replies(store: Store, tmp_path: Path) -> None:
     d = Deciding(store, tmp_path)
-    d.intake.cfg = make_config(tmp_path, "[limits]\nreplies_per_sender_per_hour = 2\n")
+    d.limit_replies(2)
     for i in range(3):
         await d.feed(mail("flood@huaxin.example.cn", f"询价 {i}"))
     assert await Outbox.filter(rcpt_key="flood@huaxin.example.cn").count() == 2
@@ -176,7 +180,7 @@ async def test_rate_limit_counts_letters_of_the_same_uncommitted_group(store: St
     # the intake decides 25 mails per transaction: a flood inside one group must be braked
     # by the letters queued earlier in that same, not yet committed, transaction
     d = Deciding(store, tmp_path)
-    d.intake.cfg = make_config(tmp_path, "[limits]\nreplies_per_sender_per_hour = 2\n")
+    d.limit_replies(2)
     async with in_transaction(store.conn):
         for i in range(4):
             await d.feed(mail("flood@huaxin.example.cn", f"询价 {i}"))

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from support import open_store
 from timing import Desk, body, sh
 
-from maild.calendar import BusinessCalendar
-from maild.effects import CancelTimers, SetTimer, UpdateCase
+from maild.calendar.business import BusinessCalendar
+from maild.engine.effects import CancelTimers, SetTimer, UpdateCase
+from maild.schedule.firing import WorkingDuration, fire, notice_at, response_due
+from maild.store.cases import view as case_view
 from maild.store.models import Outbox
-from maild.store.timers import apply_firing, case_view, claim_timers, timer_view
-from maild.timers import WorkingDuration, fire, notice_at, response_due
+from maild.store.timers import apply_firing, claim_timers, timer_view
 
 CAL = BusinessCalendar()
 OWNER = "li@corp.example.test"
@@ -330,19 +332,19 @@ async def test_template_failure_leaves_the_timer_for_a_later_sweep(tmp_path: Pat
                                                        "to": ["a@huaxin.example.cn"]}))
         broken = tmp_path / "tpl"
         broken.mkdir()
-        for f in desk.sweeper.letters.dir.iterdir():
+        for f in desk.sweeper.site.letters.dir.iterdir():
             if f.is_file():
                 (broken / f.name).write_bytes(f.read_bytes())
         (broken / "milestone_notice.zh.txt.j2").write_text("Subject: x\n\n{{ nope }}\n")
-        from maild.letters import Letters
+        from maild.adapters.letters import Letters
 
-        desk.sweeper.letters = Letters(broken)
+        desk.sweeper.site = replace(desk.sweeper.site, letters=Letters(broken))
         counts = await desk.sweep(sh("2026-12-02 09:00"))
         assert (counts.fired, counts.failed) == (1, 1)
         assert [t.state for t in await desk.timers(good)] == ["pending"]  # level 1 now
         [t] = await desk.timers(bad)
         assert t.state == "pending" and t.lease_owner is not None
-        desk.sweeper.letters = Letters()
+        desk.sweeper.site = replace(desk.sweeper.site, letters=Letters())
         assert (await desk.sweep(sh("2026-12-02 09:03"))).fired == 1  # lease ran out
         assert [lt for lt, _ in await desk.letters()] == ["deadline_reminder",
                                                          "milestone_notice"]

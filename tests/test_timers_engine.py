@@ -15,13 +15,13 @@ from sim import PROCESS_DIRECTORY
 from support import mail, open_store
 from timing import sh
 
+from maild.adapters.sources.maildir import MaildirSource, deliver
 from maild.config import parse_config
-from maild.letters import Letters
-from maild.pipeline import Intake
-from maild.sources.maildir import MaildirSource, deliver
+from maild.runners.intake import Intake
+from maild.runners.sweeper import Sweeper
+from maild.site import Site
 from maild.store import Store
 from maild.store.models import Outbox, Timer
-from maild.sweeper import Sweeper
 
 INITIATOR = "王芳 <wang@corp.example.test>"
 HEAD = "zhang@corp.example.test"  # 技术部: the receiving head owns the confirm step
@@ -62,8 +62,9 @@ async def office(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         cfg = parse_config(PROCESS_DIRECTORY, "office.toml", str(tmp_path))
         inbox = tmp_path / "mail"
         holder: list[Office] = []
-        intake = Intake(cfg, MaildirSource(inbox), store, Letters(), lambda: holder[0].now)
-        office = Office(store, intake, Sweeper(cfg, store, Letters(), intake.calendar), inbox,
+        site = Site.build(cfg)
+        intake = Intake(site, MaildirSource(inbox), store, lambda: holder[0].now)
+        office = Office(store, intake, Sweeper(site, store), inbox,
                         sh("2026-12-04 17:30"))
         holder.append(office)
         yield office

@@ -8,9 +8,9 @@ from pathlib import Path
 from servers import DovecotServer
 from support import NOW, mail, make_config, pg_database
 
-from maild.letters import Letters
-from maild.pipeline import Intake
-from maild.sources.imap import ImapSource
+from maild.adapters.sources.imap import ImapSource
+from maild.runners.intake import Intake
+from maild.site import Site
 from maild.store import Store
 from maild.store.models import Case, Message, Outbox
 
@@ -24,8 +24,9 @@ async def test_two_intakes_racing_on_one_mailbox_decide_each_mail_once(
         store = Store(url, tmp_path / "raw", tmp_path)
         await store.open()
         try:
-            intakes = [Intake(cfg, ImapSource(dovecot.imap_url, dovecot.password), store,
-                              Letters(), lambda: NOW) for _ in range(2)]
+            site = Site.build(cfg)
+            intakes = [Intake(site, ImapSource(dovecot.imap_url, dovecot.password), store,
+                              lambda: NOW) for _ in range(2)]
             await asyncio.gather(*(i.poll() for i in intakes))
             assert await Case.all().count() == 40
             assert await Outbox.filter(letter="ack").count() == 40

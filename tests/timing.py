@@ -16,15 +16,15 @@ from zoneinfo import ZoneInfo
 
 from support import mail, make_config
 
-from maild.classify import Classification
-from maild.effects import Decision, Effect, OpenCase
-from maild.letters import Letters
-from maild.parse import parse_mail
-from maild.sources.base import Fetched
+from maild.adapters.sources.base import Fetched
+from maild.classify.rules import Classification
+from maild.engine.effects import Decision, Effect, OpenCase
+from maild.mail.parse import parse_mail
+from maild.runners.sweeper import Sweeper
+from maild.site import Site
 from maild.store import Store
 from maild.store.models import Case, Outbox, TimelineEntry, Timer
 from maild.store.timers import SweepCounts
-from maild.sweeper import Sweeper
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -64,7 +64,7 @@ class Desk:
         self.store = store
         self.base = base
         self.cfg = make_config(base, MANAGERS_TOML + extra)
-        self.sweeper = Sweeper(self.cfg, store, Letters())
+        self.sweeper = Sweeper(Site.build(self.cfg), store)
         self.calendar = self.sweeper.calendar
         self.uid = 0
 
@@ -84,7 +84,7 @@ class Desk:
                    step: str = "confirm", department: str | None = "技术部",
                    urgent: bool = False, subject: str = "新品推广会技术讲解支持",
                    parties: tuple[str, ...] = ("wang@corp.example.test",)) -> str:
-        dept = self.sweeper.directory.department_by_name(department)
+        dept = self.sweeper.site.directory.department_by_name(department)
         key = dept.short if process == "internal" and dept else ""
         opened = OpenCase(process, step, subject, department, key, urgent, "zh", parties)
         number = await self.decide(None, (opened, *effects), now)

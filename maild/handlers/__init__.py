@@ -2,7 +2,7 @@
 
 ``open(mail, cls, ctx)`` decides on a mail that starts a new case; ``reply(case, mail, cls,
 ctx)`` on one that belongs to an existing case. Both are pure and return a Decision. Each
-handler is the generic engine (``maild.workflow``, ``maild.operations``) with the process's
+handler is the generic engine (``maild.engine.workflow``, ``maild.engine.operations``) with the process's
 own hooks; ``load_definitions`` checks that the definitions and the hooks fit together.
 """
 
@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from maild.config import Config, ConfigError
+from maild.classify.rules import Classification
+from maild.engine.definitions import ProcessDef, ProcessError, load_processes
+from maild.engine.effects import CaseView, Context, Decision, Note
+from maild.engine.operations import GENERIC
+from maild.engine.workflow import Hooks
 from maild.handlers import customer, internal, supplier
 from maild.handlers.base import Handler
-from maild.letters import Letters
-from maild.operations import GENERIC
-from maild.process import ProcessDef, ProcessError, check_letters, load_processes
-from maild.workflow import Hooks
+from maild.mail.message import ParsedMail
 
 
 def _registry(*modules: object) -> tuple[dict[str, Handler], dict[str, Hooks]]:
@@ -72,20 +73,6 @@ def load_definitions(directory: Path | None) -> dict[str, ProcessDef]:
     return _load(directory)
 
 
-def load_site_processes(cfg: Config, letters: Letters | None = None
-                        ) -> dict[str, ProcessDef]:
-    """The definitions a config names, checked against the handlers (and ``letters``)."""
-    try:
-        processes = load_definitions(cfg.path(cfg.processes.dir) if cfg.processes.dir
-                                     else None)
-    except ProcessError as e:
-        raise ConfigError(str(e)) from e
-    missing = check_letters(processes, letters.names()) if letters is not None else []
-    if missing:
-        raise ConfigError("\n".join(missing))
-    return processes
-
-
 def _load(directory: Path | None) -> dict[str, ProcessDef]:
     processes = load_processes(directory)
     problems = check_hooks(processes)
@@ -97,3 +84,18 @@ def _load(directory: Path | None) -> dict[str, ProcessDef]:
 @lru_cache(maxsize=1)
 def _shipped() -> Mapping[str, ProcessDef]:
     return _load(None)
+
+
+def decide(mail: ParsedMail, cls: Classification, case: CaseView | None,
+           ctx: Context) -> Decision:
+    """The pure decision on one mail: its case's handler, or what to do without one."""
+    if case is not None:
+        if cls.robot:
+            note = Note("robot", f"{cls.robot}: {mail.subject}", mail.from_.addr or "(robot)")
+            return Decision((note,), f"{cls.robot}: recorded on {case.number}, not answered")
+        return handler(case.process).reply(case, mail, cls, ctx)
+    if cls.robot:
+        return Decision((), f"{cls.robot}: recorded, not answered")
+    if cls.process is None or cls.process == "triage":
+        return Decision((), "no process applies: left for triage")
+    return handler(cls.process).open(mail, cls, ctx)

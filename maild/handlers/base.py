@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from maild.classify import Classification
-from maild.effects import CaseView, Context, Decision
-from maild.message import ParsedMail
+from maild.classify.rules import Classification
+from maild.engine.effects import CaseView, Context, Decision
+from maild.mail.message import ParsedMail
 
 
 @dataclass(frozen=True)

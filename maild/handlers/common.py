@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 from maild import config as cfgmod
-from maild.classify import Classification, clean_subject
-from maild.effects import Context, SendLetter
-from maild.message import ParsedMail
-from maild.workflow import Work
+from maild.classify.rules import Classification, clean_subject
+from maild.engine.effects import Context, SendLetter
+from maild.engine.workflow import Work
+from maild.mail.message import ParsedMail
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
@@ -84,7 +84,7 @@ def output(work: Work, name: str, text: str = "") -> None:
 
 def assign_contact(work: Work, who: str) -> str | None:
     """``#assign`` on an external case: a new contact, told by letter."""
-    from maild.operations import resolve_person
+    from maild.engine.operations import resolve_person
 
     addr = resolve_person(work, who)
     if addr is None or not work.roles.in_directory(addr):

@@ -13,13 +13,13 @@ import re
 from datetime import timedelta
 from functools import partial
 
-from maild.commands import Command, parse_date
-from maild.effects import Decision
-from maild.forms import Field, FormSpec, parse_form
+from maild.engine.effects import Decision
+from maild.engine.operations import reply
+from maild.engine.workflow import Hooks, Work, open_case
 from maild.handlers import common
 from maild.handlers.base import Handler
-from maild.operations import reply
-from maild.workflow import Hooks, Work, open_case
+from maild.mail.commands import Command, parse_date
+from maild.mail.forms import Field, FormSpec, parse_form
 
 FIRST_STEP = "requirements"
 STAFF_FORM = FormSpec("客户", (Field("客户", ("客户邮箱", "客户联系人", "customer")),))

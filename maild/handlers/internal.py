@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from maild.commands import Command
-from maild.effects import Decision, SendLetter
-from maild.forms import REQUEST_FORM, department_of, is_urgent, merge, parse_form
+from maild.engine.definitions import Step
+from maild.engine.effects import Decision, SendLetter
+from maild.engine.operations import reply
+from maild.engine.workflow import Hooks, Work, open_case
 from maild.handlers import common
 from maild.handlers.base import Handler
-from maild.operations import reply
-from maild.process import Step
-from maild.workflow import Hooks, Work, open_case
+from maild.mail.commands import Command
+from maild.mail.forms import REQUEST_FORM, department_of, is_urgent, merge, parse_form
 
 FIRST_STEP = "request"
 

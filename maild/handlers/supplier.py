@@ -12,15 +12,15 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from maild.commands import Command, parse_date
-from maild.effects import Decision
-from maild.forms import Field, FormSpec, parse_form
+from maild.engine.definitions import Step, parse_deadline
+from maild.engine.effects import Decision
+from maild.engine.operations import end_of_day, reply, today
+from maild.engine.workflow import Hooks, Work, open_case
 from maild.handlers import common
 from maild.handlers.base import Handler
-from maild.intents import explains_delay, is_invoice, mentions_delay
-from maild.operations import end_of_day, reply, today
-from maild.process import Step, parse_deadline
-from maild.workflow import Hooks, Work, open_case
+from maild.mail.commands import Command, parse_date
+from maild.mail.forms import Field, FormSpec, parse_form
+from maild.mail.intents import explains_delay, is_invoice, mentions_delay
 
 FIRST_STEP = "intent"
 INTENT_FORM = FormSpec("合作意向", (

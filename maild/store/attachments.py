@@ -17,8 +17,8 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from maild.effects import KeepAttachments
-from maild.message import ParsedMail
+from maild.engine.effects import KeepAttachments
+from maild.mail.message import ParsedMail
 from maild.store.models import Attachment, Case, TimelineEntry
 
 MAX_NAME = 120

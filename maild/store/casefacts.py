@@ -1,7 +1,7 @@
 """The process state of a case as the store shows it, and the columns processes added.
 
 ``cases show`` reads the step's owner, pending confirmations, outputs, action items,
-milestones and delays that the engine keeps in the case (``maild.workflow``).
+milestones and delays that the engine keeps in the case (``maild.engine.workflow``).
 """
 
 from __future__ import annotations

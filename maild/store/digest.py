@@ -21,8 +21,8 @@ from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from maild.digest import Dated, Deadline, DigestData, Period
-from maild.effects import SendLetter
+from maild.engine.effects import SendLetter
+from maild.schedule.digest import Dated, Deadline, DigestData, Period
 from maild.store.models import DigestSent
 
 if TYPE_CHECKING:

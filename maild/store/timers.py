@@ -1,7 +1,7 @@
 """Timers in the database: due ones fired exactly once, pauses that follow the case status.
 
 Once-only firing works like the outbox (``Store.claim``): a sweeper leases a batch of due
-``pending`` timers with a fresh token, decides each firing purely (``maild.timers.fire``)
+``pending`` timers with a fresh token, decides each firing purely (``maild.schedule.firing.fire``)
 and writes it in one transaction together with its outbox letters and timeline entries.
 Inside that transaction the timer row is updated first, *conditionally* on still being
 ``pending`` and leased by this token; when another sweeper got there first (our lease ran
@@ -10,10 +10,8 @@ never queued twice. A sweeper killed before its commit leaves a lease that runs 
 ``timers.lease_seconds``; then another sweep fires the timer. On PostgreSQL the conditional
 update also serialises two daemons racing for the same row.
 
-Pausing: while a case's status is ``waiting`` its ``deadline`` timers are ``paused`` with the
-working time that was left (``remaining_s``); when the case is ``open`` again they are
-``pending`` once more, due that much working time after the resumption. Closing a case
-cancels its timers. This runs in the transaction of the case change (``Store.apply``).
+Pausing, resuming and cancelling with the case's status is part of applying a decision
+(``maild.engine.apply``), written in the transaction of the case change (``Store.apply``).
 """
 
 from __future__ import annotations
@@ -30,11 +28,7 @@ from tortoise.expressions import Q
 from tortoise.functions import Max, Min
 from tortoise.transactions import in_transaction
 
-from maild.effects import CaseView, Decision, SetTimer
-from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
-from maild.timers import (
-    CLOSED,
-    PAUSABLE,
+from maild.schedule.firing import (
     Cancel,
     Escalate,
     FireContext,
@@ -44,10 +38,9 @@ from maild.timers import (
     Rearm,
     TimerView,
     fire,
-    moment_text,
-    pause_remaining,
-    resume_due,
 )
+from maild.store.cases import set_timer, view
+from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 
 if TYPE_CHECKING:
     from maild.store import ApplyEnv, Store
@@ -99,7 +92,7 @@ async def sweep(store: Store, env: ApplyEnv, ctx: FireContext, *, batch: int = 2
         for t in timers:
             case = cases[t.case_id]  # type: ignore[attr-defined]
             try:
-                work.append((t, case, fire(timer_view(t), case_view(case), ctx)))
+                work.append((t, case, fire(timer_view(t), view(case), ctx)))
             except Exception:  # noqa: BLE001 - bad timer data must not stop the sweep
                 log.exception("timer #%s (%s) of %s cannot be decided", t.id, t.kind,
                               case.number)
@@ -186,8 +179,6 @@ async def apply_firings(store: Store, env: ApplyEnv, token: str,
         changed.append(t)
         o = firing.outcome
         if isinstance(o, Rearm):
-            from maild.store import set_timer
-
             await set_timer(case, o.timer, now)
         notes += [TimelineEntry(case=case, at=now, kind=n.kind, actor=n.actor, message_id=None,
                                 text=n.text) for n in firing.notes]
@@ -245,65 +236,5 @@ def timer_view(t: Timer) -> TimerView:
     return TimerView(t.id, t.kind, t.key, t.due_at, t.level, dict(t.data or {}))
 
 
-def case_view(c: Case) -> CaseView:
-    return CaseView(c.number, c.process, c.step, c.status, c.subject, c.department, c.urgent,
-                    c.language, tuple(c.parties), dict(c.data or {}))
-
-
 def _paused(data: dict[str, Any], now: datetime, remaining: timedelta) -> dict[str, Any]:
     return {**data, "paused_at": now.isoformat(), "remaining_s": remaining.total_seconds()}
-
-
-# -- pausing with the case status (called by Store.apply inside its transaction) -------------
-
-async def case_timers_follow_status(case: Case, before: str | None, decision: Decision,
-                                    env: ApplyEnv) -> None:
-    """Pause, resume or cancel the case's timers after a decision changed the case."""
-    status = case.status
-    if status in CLOSED:
-        if before not in CLOSED:
-            await Timer.filter(case=case, state__in=("pending", "paused")).update(
-                state="cancelled", lease_owner=None, lease_until=None)
-            if case.closed_at is None:
-                case.closed_at = env.now.astimezone(UTC)  # save() keeps other zones as given
-                await case.save(update_fields=["closed_at"])
-        return
-    if status == "waiting":
-        if before != "waiting" or any(isinstance(e, SetTimer) for e in decision.effects):
-            await pause_deadlines(case, env.now, env)
-        return
-    if before == "waiting":
-        await resume_deadlines(case, env.now, env)
-
-
-async def pause_deadlines(case: Case, now: datetime, env: ApplyEnv) -> int:
-    cal = env.calendar
-    n = 0
-    for t in await Timer.filter(case=case, state="pending", kind__in=PAUSABLE):
-        left = pause_remaining(t.due_at, now, cal)
-        t.state, t.data = "paused", _paused(dict(t.data or {}), now, left)
-        t.lease_owner = t.lease_until = None
-        await t.save(update_fields=["state", "data", "lease_owner", "lease_until"])
-        await TimelineEntry.create(
-            case=case, at=now, kind="timer", actor="maild", message_id=None,
-            text=f"{t.kind} {t.key} paused while waiting on the other party "
-                 f"({left.total_seconds() / 3600:.1f} working hours left)")
-        n += 1
-    return n
-
-
-async def resume_deadlines(case: Case, now: datetime, env: ApplyEnv) -> int:
-    cal = env.calendar
-    n = 0
-    for t in await Timer.filter(case=case, state="paused"):
-        data = dict(t.data or {})
-        left = timedelta(seconds=float(data.pop("remaining_s", 0)))
-        data.pop("paused_at", None)
-        t.state, t.data = "pending", data
-        t.due_at = resume_due(left, now, cal).astimezone(UTC)
-        await t.save(update_fields=["state", "data", "due_at"])
-        await TimelineEntry.create(
-            case=case, at=now, kind="timer", actor="maild", message_id=None,
-            text=f"{t.kind} {t.key} resumed; due {moment_text(t.due_at, cal)}")
-        n += 1
-    return n

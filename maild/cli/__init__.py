@@ -1,0 +1,1 @@
+"""The ``maild`` command line: the user's stable interface (docs/SPECIFICATION.md)."""

@@ -1,0 +1,344 @@
+"""Parse raw mail bytes into the frozen :class:`ParsedMail` value.
+
+mail-parser reads the MIME structure and reports defects; headers, bodies and attachments are
+then decoded once, here, from the raw parts, because mail-parser drops or garbles raw 8-bit
+headers, a wrong declared charset and quoted encoded-words, all common in Chinese mail.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+from email.message import Message
+from email.utils import getaddresses
+
+import mailparser
+from mailparser.exceptions import MailParserRecursionError
+
+from maild.mail.charset import (
+    codec_for,
+    decode_bytes_as,
+    decode_words,
+    install_aliases,
+    recover_raw,
+)
+from maild.mail.message import Address, Attachment, ParsedMail
+
+__all__ = ["ParseError", "parse_mail"]
+
+MAX_DEPTH = 64  # MIME nesting levels walked; real mail stays far below
+MAX_DEFECTS = 20
+SIGNALS = ("auto-submitted", "precedence", "list-id", "list-unsubscribe", "return-path",
+           "x-auto-response-suppress", "x-autoreply", "x-autorespond", "x-maild-case",
+           "content-type")  # fmt: skip
+_ADDRESS_HEADERS = ("from", "to", "cc", "reply-to")
+_WANTED = frozenset((*SIGNALS, *_ADDRESS_HEADERS, "subject", "date", "message-id",
+                     "in-reply-to", "references"))  # fmt: skip
+# At least one of these must be present for the input to count as mail.
+_MAIL_HEADERS = frozenset((*_WANTED, "sender", "received", "mime-version", "delivered-to",
+                           "x-mailer", "user-agent", "bcc", "resent-from"))  # fmt: skip
+_MIME_HEADERS = frozenset(("content-type", "content-disposition", "content-transfer-encoding",
+                           "content-id"))  # fmt: skip
+_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/bmp": ".bmp",
+        "image/webp": ".webp", "image/tiff": ".tif", "image/svg+xml": ".svg",
+        "text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics", "text/csv": ".csv",
+        "application/pdf": ".pdf", "application/ms-tnef": ".dat",
+        "application/vnd.ms-outlook": ".msg", "message/rfc822": ".eml",
+        "message/global": ".eml"}  # fmt: skip
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+_WS = re.compile(r"[ \t\r\n]+")
+_ID = re.compile(r"<([^<>]*)>")
+_LIST_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\([^()]*\)?|<[^<>]*>?|[^",(<]+|.', re.S)
+_ADDR = re.compile(r"[^\s<>,;@]+@[^\s<>,;@()\[\]\"]+")
+_SAFE_CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.[A-Za-z0-9]{1,8}")
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset=[\"']?([A-Za-z0-9_-]{2,30})", re.I)
+_HTML_SKIP = re.compile(r"<!--|<(script|style|head|title)\b", re.I)
+_HTML_CLOSE = {None: re.compile("-->")} | {
+    tag: re.compile(rf"</{tag}\s*>", re.I) for tag in ("script", "style", "head", "title")
+}
+_HTML_BREAK = re.compile(r"<(?:br\b|/?(?:p|div|tr|li|h[1-6]|table|blockquote|ul|ol|pre)\b)[^<>]*>",
+                         re.I)  # fmt: skip
+_HTML_CELL = re.compile(r"</t[dh]\s*>", re.I)
+_HTML_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+class ParseError(ValueError):
+    """The input cannot be understood as mail at all; ``str(err)`` is the quarantine reason."""
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Build a :class:`ParsedMail` from raw RFC 5322 bytes; raise ParseError if it is not mail."""
+    install_aliases()
+    parser = _mail_parser(raw)
+    message: Message = parser.message
+    headers = _top_headers(message)
+    if not headers and not _known_header(message):
+        raise ParseError(_not_mail_reason(raw))
+    walk = _Walk(message)
+    first = headers.get
+    return ParsedMail(
+        message_id=next(iter(_ids(first("message-id", [""])[0])), ""),
+        from_=_sender(first("from", [])),
+        to=_addresses(first("to", [])),
+        cc=_addresses(first("cc", [])),
+        reply_to=_addresses(first("reply-to", [])),
+        subject=_text(first("subject", [""])[0], words=True),
+        date=_text(first("date", [""])[0]),
+        text="\n".join(walk.plain) if walk.plain else html_to_text("\n".join(walk.html)),
+        html="\n".join(walk.html),
+        attachments=tuple(walk.attachments),
+        in_reply_to=_ids(" ".join(first("in-reply-to", []))),
+        references=_ids(" ".join(first("references", []))),
+        signals={name: _text(headers[name][0]) for name in SIGNALS if name in headers},
+        defects=_defects(parser.defects, walk.defects),
+    )
+
+
+def _mail_parser(raw: bytes) -> mailparser.MailParser:
+    if not raw or raw.isspace():
+        raise ParseError("empty input: the message has no bytes")
+    try:
+        return mailparser.parse_from_bytes(raw)
+    except MailParserRecursionError as exc:
+        raise ParseError("MIME parts nested too deeply to parse (possible attack)") from exc
+    except Exception as exc:  # mail-parser should never raise; if it does, say what failed
+        raise ParseError(f"mail-parser failed: {type(exc).__name__}: {exc}"[:300]) from exc
+
+
+def _top_headers(message: Message) -> dict[str, list[str]]:
+    """Raw values (8-bit bytes still surrogate-escaped) of the headers read here."""
+    found: dict[str, list[str]] = {}
+    for name, value in message.raw_items():
+        key = name.lower()
+        if key in _WANTED:
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def _known_header(message: Message) -> bool:
+    return any(name.lower() in _MAIL_HEADERS for name in message.keys())
+
+
+def _not_mail_reason(raw: bytes) -> str:
+    if raw.startswith(_OLE_MAGIC):
+        return "not RFC 5322 mail: an OLE2 file (e.g. an Outlook .msg), not a message"
+    return f"not RFC 5322 mail: no mail header (From, To, Subject, ...); starts {raw[:40]!r}"
+
+
+def _text(value: str, words: bool = False) -> str:
+    value = recover_raw(value)
+    return _WS.sub(" ", decode_words(value) if words else value).strip()
+
+
+def _ids(value: str) -> tuple[str, ...]:
+    """Message ids as ``<...>`` tokens; garbage between them is dropped."""
+    found = ["".join(inner.split()) for inner in _ID.findall(value)]
+    if not found and "<" not in value:  # ids written without brackets
+        found = [token for token in value.split() if "@" in token]
+    return tuple(dict.fromkeys(f"<{token}>" for token in found if token))
+
+
+def _address(name: str, addr: str) -> Address:
+    addr = addr.strip().lower()
+    if not _ADDR.fullmatch(addr):
+        return Address("", "")
+    name = _WS.sub(" ", decode_words(name)).strip()
+    if len(name) > 1 and name[0] == name[-1] == '"':
+        name = name[1:-1].strip()
+    return Address(name, addr)
+
+
+def _addresses(values: list[str]) -> tuple[Address, ...]:
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        pairs.extend(_mailboxes(recover_raw(value)))
+    return tuple(a for a in (_address(name, addr) for name, addr in pairs) if a.addr)
+
+
+def _mailboxes(value: str) -> list[tuple[str, str]]:
+    """``getaddresses``, except that ``bob@x <eve@y>`` is one mailbox (eve), not two."""
+    pairs = getaddresses([value])
+    if len(pairs) < 2:
+        return pairs
+    pieces = _split_list(value)
+    if len(pieces) == len(pairs):
+        return pairs
+    found = []
+    for piece in pieces:
+        more = getaddresses([piece])
+        if len(more) > 1 and "<" in piece:
+            name, _, rest = piece.partition("<")
+            more = [(name.strip().strip('"'), rest.partition(">")[0])]
+        found.extend(more)
+    return found
+
+
+def _split_list(value: str) -> list[str]:
+    """Split an address list at commas outside quotes, comments and angle brackets."""
+    pieces: list[list[str]] = [[]]
+    for token in _LIST_TOKEN.findall(value):
+        if token == ",":
+            pieces.append([])
+        else:
+            pieces[-1].append(token)
+    joined = ("".join(piece) for piece in pieces)
+    return [piece for piece in joined if piece.strip()]
+
+
+def _sender(values: list[str]) -> Address:
+    found = _addresses(values[:1])
+    return found[0] if found else Address("", "")
+
+
+def _defects(reported: list, own: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for entry in reported:
+        items = entry.items() if isinstance(entry, dict) else [("", entry)]
+        for where, details in items:
+            for detail in details if isinstance(details, list) else [details]:
+                out.append(f"{where}: {detail}" if where else str(detail))
+    short = (_WS.sub(" ", d).strip() for d in (*out, *own))
+    clean = (d if len(d) <= 160 else d[:159] + "…" for d in short)
+    safe = (d.encode("utf-8", "backslashreplace").decode("utf-8") for d in clean)
+    return tuple(dict.fromkeys(safe))[:MAX_DEFECTS]
+
+
+def html_to_text(markup: str) -> str:
+    """Readable text from HTML: no tags, scripts or styles; entities unescaped; breaks kept."""
+    if not markup:
+        return ""
+    pieces, pos = [], 0
+    for match in _HTML_SKIP.finditer(markup):  # linear: each closer is searched once
+        if match.start() < pos:
+            continue
+        pieces.append(markup[pos : match.start()])
+        tag = match.group(1) and match.group(1).lower()
+        end = _HTML_CLOSE[tag].search(markup, match.end())
+        pos = end.end() if end else len(markup)
+    pieces.append(markup[pos:])
+    text = _HTML_CELL.sub(" ", _WS.sub(" ", "".join(pieces)))
+    text = html.unescape(_HTML_TAG.sub("", _HTML_BREAK.sub("\n", text)))
+    lines = (line.strip() for line in text.replace("\xa0", " ").split("\n"))
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+class _Walk:
+    """One pass over the MIME tree: body texts, attachments, charset notes."""
+
+    def __init__(self, message: Message) -> None:
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.attachments: list[Attachment] = []
+        self.defects: list[str] = []
+        stack = [(message, 0)]
+        while stack:
+            part, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise ParseError(f"MIME parts nested deeper than {MAX_DEPTH} levels")
+            view = _mime_view(part)
+            ctype = view.get_content_type()
+            # get_payload() of a leaf applies its charset, which may raise: only ask containers
+            if ctype.startswith("multipart/") and part.is_multipart():
+                stack.extend((child, depth + 1) for child in reversed(_children(part)))
+            else:
+                self._leaf(part, view, ctype)
+
+    def _leaf(self, part: Message, view: Message, ctype: str) -> None:
+        name = _filename(view)
+        if ctype.startswith("message/"):
+            payload = _embedded(part, view)
+        else:
+            payload = _payload(part)
+            body = ctype in ("text/plain", "text/html") and not name
+            if body and view.get_content_disposition() != "attachment":
+                self._body(payload, ctype, view.get_content_charset())
+                return
+        name = name or _made_up_name(ctype, view.get("content-id", ""), len(self.attachments))
+        self.attachments.append(Attachment(name, ctype, len(payload), payload))
+
+    def _body(self, payload: bytes, ctype: str, declared: str | None) -> None:
+        if declared is None and ctype == "text/html":
+            sniffed = _META_CHARSET.search(payload, 0, 2048)
+            declared = sniffed.group(1).decode("ascii") if sniffed else None
+        text, codec = decode_bytes_as(payload, declared)
+        if declared and codec not in ("ascii", codec_for(declared)):
+            self.defects.append(f"{ctype}: charset {declared!r} did not fit; read as {codec}")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        if text.strip():  # an empty plain part must not hide the HTML one
+            (self.html if ctype == "text/html" else self.plain).append(text)
+
+
+def _mime_view(part: Message) -> Message:
+    """The part's MIME headers with raw 8-bit values decoded, so parameters read correctly."""
+    view = Message()
+    view.set_default_type(part.get_default_type())
+    for name, value in part.raw_items():
+        key = name.lower()
+        if key in _MIME_HEADERS and key not in view:
+            view[key] = recover_raw(value)
+    return view
+
+
+def _filename(view: Message) -> str:
+    """Decoded file name (RFC 2231, RFC 2047, raw 8-bit), without any directory part."""
+    value = view.get_param("filename", None, "content-disposition")
+    if value is None:
+        value = view.get_param("name", None, "content-type")
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, octets as latin-1)
+        charset, _, text = value
+        try:
+            value = decode_bytes_as(text.encode("latin-1"), charset or None)[0]
+        except UnicodeEncodeError:
+            value = text
+    if not value:
+        return ""
+    name = _WS.sub(" ", decode_words(str(value))).strip()
+    name = name.replace("\\", "/").rpartition("/")[2]
+    return "".join(ch for ch in name if ch.isprintable()).strip()
+
+
+def _made_up_name(ctype: str, content_id: str, index: int) -> str:
+    if ctype in ("message/rfc822", "message/global"):
+        return "forwarded.eml"
+    local = str(content_id).strip().strip("<>").partition("@")[0]
+    if _SAFE_CID.fullmatch(local):
+        return local
+    return f"{ctype.partition('/')[0] or 'part'}-{index + 1}{_EXT.get(ctype, '.bin')}"
+
+
+def _embedded(part: Message, view: Message) -> bytes:
+    """Bytes of an attached message (message/rfc822, delivery-status...) as one file."""
+    if not part.is_multipart():
+        return _payload(part)
+    data = b"".join(_flatten(message) for message in _children(part))
+    encoding = str(view.get("content-transfer-encoding", "")).strip().lower()
+    try:  # an encoded message/* part is invalid but seen; the parser kept the encoded text
+        if encoding == "base64":
+            return binascii.a2b_base64(data)
+        if encoding == "quoted-printable":
+            return binascii.a2b_qp(data)
+    except (binascii.Error, ValueError):
+        pass
+    return data
+
+
+def _flatten(message: Message) -> bytes:
+    try:
+        return message.as_bytes()
+    except Exception:  # the generator refuses some charsets or structures; keep headers+text
+        head = "".join(f"{name}: {value}\n" for name, value in message.raw_items())
+        return f"{head}\n".encode("utf-8", "surrogateescape") + _payload(message)
+
+
+def _payload(part: Message) -> bytes:
+    """A leaf's payload with its transfer encoding undone (b"" for containers)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _children(part: Message) -> list[Message]:
+    return [child for child in part.get_payload() if isinstance(child, Message)]

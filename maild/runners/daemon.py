@@ -1,0 +1,168 @@
+"""The daemon's lifecycle: one cycle (``--once``) or polling until SIGTERM/SIGINT.
+
+The scheduler runs three jobs: ``cycle`` (poll the mailbox, send; every
+``mailbox.poll_interval``), ``timers`` (fire due timers, send the weekly digest when it is
+due, send; every ``timers.sweep_seconds``) and ``digest`` (the same at the digest's
+weekday and time in the calendar's zone, so it is punctual). ``--once`` does all of it once
+at the clock's time (``--now``): intake, every timer due then, the digest if ``now`` lies in
+its window (from the scheduled time for ``digest.catch_up_hours``) and has not gone out for
+that week, then sending. The timers and the digest are recorded in the database, so
+restarts and several daemons fire each timer and send each weekly digest once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from tortoise.exceptions import DBConnectionError
+
+from maild.adapters.sources.base import MailSourceError
+from maild.app import App
+from maild.calendar.business import uncovered_years
+from maild.config import Config
+from maild.runners.outbox import drain
+from maild.runners.sweeper import Sweeper
+
+log = logging.getLogger("maild.daemon")
+
+
+class Daemon:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.stopping = asyncio.Event()
+        self._busy = asyncio.Lock()  # one cycle at a time; shutdown waits for it
+        self.sent = self.send_failures = 0
+        self.fired = self.digests = 0
+        self.sweeper = Sweeper(app.site, app.store)
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: finishing the message in hand")
+            self.stopping.set()
+
+    async def cycle(self, *, intake: bool = True, timers: bool = False,
+                    wait: bool = False) -> None:
+        """Poll the mailbox (``intake``), fire due timers and the digest (``timers``), then
+        send what is due. Letters the intake commits are sent while it goes on. Errors are
+        logged, never fatal. A busy daemon skips the run unless told to ``wait`` for the one
+        in hand."""
+        if self._busy.locked() and not wait:
+            return
+        async with self._busy:
+            app = self.app
+            if intake:
+                done = asyncio.Event()
+                sending = asyncio.create_task(self._send_during_intake(done))
+                try:
+                    await app.intake.poll(self.stopping.is_set)
+                except (MailSourceError, DBConnectionError, OSError) as e:
+                    log.error("intake failed, will retry next cycle: %s", e)
+                finally:
+                    done.set()
+                    app.intake.committed.set()
+                    await sending
+                    await asyncio.to_thread(app.source.close)
+            if timers and not self.stopping.is_set():
+                await self._timers()
+            await self._send()
+
+    async def _send_during_intake(self, done: asyncio.Event) -> None:
+        committed = self.app.intake.committed
+        while not done.is_set():
+            await committed.wait()
+            committed.clear()
+            if not done.is_set() and not await self._send():
+                return  # the sender failed: the send after the intake tries again
+
+    async def _send(self) -> bool:
+        """Send what is due; False when sending failed (logged)."""
+        app = self.app
+        try:
+            sent, failed = await drain(app.store, app.sender, app.clock,
+                                       max_attempts=app.cfg.smtp.max_attempts,
+                                       lease=app.cfg.smtp.lease_seconds,
+                                       should_stop=self.stopping.is_set)
+        except (DBConnectionError, OSError) as e:
+            log.error("sending failed, will retry next cycle: %s", e)
+            return False
+        self.sent += sent
+        self.send_failures += failed
+        return not failed
+
+    async def _timers(self) -> None:
+        now = self.app.clock()
+        try:
+            self.fired += (await self.sweeper.timers(now)).fired
+        except (DBConnectionError, OSError) as e:
+            log.error("timer sweep failed, will retry: %s", e)
+        try:
+            self.digests += await self.sweeper.digest(now)
+        except DBConnectionError as e:
+            log.error("digest failed, will retry: %s", e)
+        except Exception:  # noqa: BLE001 - e.g. a broken digest template: keep running
+            log.exception("digest failed, will retry at the next sweep")
+
+    def warn_uncovered_years(self) -> None:
+        """Loudly, at start-up: deadlines in a year without holiday data may be wrong."""
+        settings = self.sweeper.calendar.settings
+        year = self.app.clock().astimezone(self.sweeper.tz).year
+        for y in uncovered_years(settings, (year, year + 1)):
+            log.warning("calendar: no official holiday data for %d; working days fall back to "
+                        "Mon-Fri plus calendar.extra_closed_days/extra_working_days, so "
+                        "deadlines may land on holidays until that year's arrangement is "
+                        "configured or the chinesecalendar package is updated", y)
+
+    async def run(self, once: bool) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        await self.app.store.open()
+        self.warn_uncovered_years()
+        try:
+            if once:
+                await self.cycle(timers=True)
+            else:
+                await self._forever()
+        finally:
+            async with self._busy:
+                await self.app.sender.close()
+                await self.app.store.close()
+                await asyncio.to_thread(self.app.intake.close)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            log.info("exit: %s sent=%d send_failures=%d timers_fired=%d digests=%d",
+                     self.app.intake.counters.line(), self.sent, self.send_failures,
+                     self.fired, self.digests)
+
+    async def _forever(self) -> None:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(self.cycle, "interval", seconds=self.app.cfg.mailbox.poll_interval,
+                          id="cycle", max_instances=1, coalesce=True,
+                          next_run_time=datetime.now().astimezone())
+        scheduler.add_job(self.cycle, "interval", seconds=self.app.cfg.timers.sweep_seconds,
+                          id="timers", kwargs={"intake": False, "timers": True},
+                          max_instances=1, coalesce=True,
+                          next_run_time=datetime.now().astimezone())
+        d = self.app.cfg.digest
+        if d.enabled:
+            hour, minute = (int(x) for x in d.time.split(":"))
+            scheduler.add_job(self.cycle, "cron", day_of_week=d.weekday, hour=hour,
+                              minute=minute, timezone=self.sweeper.tz, id="digest",
+                              kwargs={"intake": False, "timers": True, "wait": True},
+                              max_instances=1, coalesce=True,
+                              misfire_grace_time=int(d.catch_up_hours * 3600))
+        scheduler.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+
+
+def run(cfg: Config, *, once: bool, now: datetime | None = None) -> App:
+    app = App.build(cfg, now)
+    asyncio.run(Daemon(app).run(once))
+    return app

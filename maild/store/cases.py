@@ -1,0 +1,273 @@
+"""Cases as rows: a decision's result persisted with its mail's row in one transaction, and
+letters rendered into outbox rows.
+
+What the decision does to the case is decided by ``maild.engine.apply.apply``; this module
+reads the case and its timers, draws the next number of a sequence, and writes the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.transactions import in_transaction
+
+from maild.adapters.letters import Letters, compose, letter_subject, new_message_id
+from maild.calendar.business import BusinessCalendar
+from maild.classify.rules import Classification, Known
+from maild.engine.apply import (
+    CaseState,
+    TimerState,
+    apply,
+    apply_timer,
+    case_number,
+    case_year,
+    opening,
+    sequence_key,
+)
+from maild.engine.effects import (
+    CancelTimers,
+    CaseView,
+    Decision,
+    KeepAttachments,
+    Note,
+    SendLetter,
+    SetTimer,
+    UpdateCase,
+)
+from maild.mail.message import ParsedMail
+from maild.site import Site
+from maild.store.attachments import ContentStore, keep
+from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
+
+#: timer states a decision may still change (a fired one only by a keyed cancel)
+_CHANGEABLE = ("pending", "paused", "fired")
+
+
+@dataclass(frozen=True)
+class ApplyEnv:
+    """What ``Store.apply`` needs besides the decision: clock, identity, letters, limits."""
+
+    now: datetime
+    tz: Any
+    numbering: dict[str, str]
+    letters: Letters
+    from_addr: str
+    org_name: str
+    msgid_domain: str
+    replies_per_hour: int
+    calendar: BusinessCalendar  # pauses and resumes deadlines
+    max_attachment_bytes: int
+
+    @classmethod
+    def for_site(cls, site: Site, now: datetime) -> ApplyEnv:
+        """The environment the site describes, at ``now`` (intake and sweeper alike)."""
+        cfg = site.cfg
+        org, n = cfg.organisation, cfg.numbering
+        return cls(now=now, tz=site.calendar.tz,
+                   numbering={"internal": n.internal, "customer": n.customer,
+                              "supplier": n.supplier},
+                   letters=site.letters, from_addr=org.address, org_name=org.name,
+                   msgid_domain=org.msgid_domain,
+                   replies_per_hour=cfg.limits.replies_per_sender_per_hour,
+                   calendar=site.calendar, max_attachment_bytes=cfg.limits.max_attachment_bytes)
+
+
+class Cases:
+    conn: str
+    files: ContentStore
+
+    async def known(self, mail: ParsedMail, candidates: Sequence[str]) -> Known:
+        refs = list(dict.fromkeys((*mail.in_reply_to, *mail.references)))
+        by_id: dict[str, str] = {}
+        if refs:
+            for mid, number in await Message.filter(
+                    message_id__in=refs, case_id__isnull=False).values_list(
+                    "message_id", "case__number"):
+                by_id[mid] = number
+        numbers: set[str] = set()
+        if candidates:
+            numbers = set(await Case.filter(number__in=list(candidates)).values_list(
+                "number", flat=True))
+        return Known(by_id, frozenset(numbers))
+
+    async def case_view(self, number: str) -> CaseView | None:
+        c = await Case.get_or_none(number=number)
+        return None if c is None else view(c)
+
+    async def apply(self, row: Message, mail: ParsedMail, cls: Classification,
+                    decision: Decision, env: ApplyEnv, folder: str) -> str | None:
+        """Persist a decision with the mail's row, in one transaction. Returns the case number."""
+        async with in_transaction(self.conn):
+            case = await Case.get_or_none(number=cls.case_number) if cls.case_number else None
+            before = await case_state(case) if case is not None else None
+            opened = opening(decision)
+            number = None
+            if opened is not None:
+                year = case_year(env.now, env.tz)
+                seq = await self._next(sequence_key(opened, year))
+                number = case_number(env.numbering[opened.process], opened, year, seq)
+            applied = apply(before, decision, env.now, env.calendar, number=number)
+            if applied.case is not None:
+                touched = any(isinstance(e, UpdateCase) for e in decision.effects)
+                case = await _write_case(case, applied.case, env.now, touched)
+            for out in applied.outputs:
+                if isinstance(out, SendLetter):
+                    await self._enqueue(out, case, mail, env)
+                elif case is None:
+                    continue
+                elif isinstance(out, Note):
+                    await TimelineEntry.create(case=case, at=env.now, kind=out.kind,
+                                               actor=out.actor, message_id=mail.message_id
+                                               or None, text=clean(out.text))
+                elif isinstance(out, KeepAttachments):
+                    await keep(self.files, out, case, mail, env.max_attachment_bytes,
+                               env.now)
+            if case is not None:
+                await write_timers(case, applied.timers, before, env.now)
+            row.message_id = mail.message_id
+            row.case = case  # type: ignore[assignment]
+            row.sender = mail.from_.addr[:320]
+            row.subject = clean(mail.subject)
+            row.state, row.route, row.reason = "processed", folder, None
+            row.rules = cls.as_dict()
+            await row.save()
+        return case.number if case else None
+
+    async def _next(self, key: str) -> int:
+        """The next value of a yearly sequence, atomically (upsert ... returning)."""
+        conn = Tortoise.get_connection(self.conn)
+        ph = "?" if self.conn == "sqlite" else "$1"
+        rows = await conn.execute_query_dict(
+            f"INSERT INTO counters (key, value) VALUES ({ph}, 1) "
+            "ON CONFLICT (key) DO UPDATE SET value = counters.value + 1 RETURNING value",
+            [key])
+        return int(rows[0]["value"])
+
+    async def _enqueue(self, letter: SendLetter, case: Case | None, mail: ParsedMail,
+                       env: ApplyEnv) -> None:
+        refs = [*mail.references[-8:], mail.message_id] if mail.message_id else []
+        await self.enqueue(letter, case, env, in_reply_to=mail.message_id or None,
+                           references=refs)
+
+    async def enqueue(self, letter: SendLetter, case: Case | None, env: ApplyEnv, *,
+                      in_reply_to: str | None = None, references: Sequence[str] = ()
+                      ) -> str | None:
+        """Render, compose and queue a letter in the caller's transaction; its Message-ID."""
+        rcpt = [a for a in (*letter.to, *letter.cc) if a]
+        if not rcpt:
+            return None
+        if letter.automatic and await self._over_limit(rcpt[0], env):
+            if case is not None:
+                await TimelineEntry.create(
+                    case=case, at=env.now, kind="rate_limited", actor="maild",
+                    message_id=None, text=f"automatic {letter.letter} to {rcpt[0]} suppressed: "
+                    f"more than {env.replies_per_hour} automatic replies in an hour")
+            return None
+        rows = self.letter_rows(letter, case, env, in_reply_to=in_reply_to,
+                                references=references)
+        for row in rows:
+            await row.save()
+        return rows[0].message_id  # type: ignore[union-attr]
+
+    def letter_rows(self, letter: SendLetter, case: Case | None, env: ApplyEnv, *,
+                    in_reply_to: str | None = None, references: Sequence[str] = ()
+                    ) -> list[Outbox | Message | TimelineEntry]:
+        """A letter rendered and composed into its unsaved outbox, message and timeline rows,
+        for writers that insert many at once (the timer sweep). No rate limit here."""
+        rcpt = [a for a in (*letter.to, *letter.cc) if a]
+        context = {**letter.context, "number": case.number if case else ""}
+        rendered = env.letters.render(letter.letter, letter.language, context)
+        mid = new_message_id(env.msgid_domain)
+        raw = compose(rendered, message_id=mid, from_addr=env.from_addr, from_name=env.org_name,
+                      to=letter.to, cc=letter.cc, case_number=case.number if case else None,
+                      in_reply_to=in_reply_to, references=references, now=env.now)
+        rows: list[Outbox | Message | TimelineEntry] = [
+            Outbox(case=case, message_id=mid, letter=letter.letter, mail_from=env.from_addr,
+                   rcpt=rcpt, rcpt_key=rcpt[0], automatic=letter.automatic, body=raw,
+                   state="pending", next_attempt_at=env.now, created_at=env.now),
+            Message(direction="out", message_id=mid, case=case, state="queued",
+                    sender=env.from_addr,
+                    subject=letter_subject(rendered, case.number if case else None),
+                    raw_size=len(raw), at=env.now)]
+        if case is not None:
+            rows.append(TimelineEntry(case=case, at=env.now, kind="letter", actor="maild",
+                                      message_id=mid,
+                                      text=f"{letter.letter} → {', '.join(rcpt)}"))
+        return rows
+
+    async def _over_limit(self, addr: str, env: ApplyEnv) -> bool:
+        if env.replies_per_hour <= 0:
+            return False
+        since = Outbox._meta.fields_map["created_at"].to_db_value(
+            env.now - timedelta(hours=1), Outbox)
+        # written out rather than built by the query builder: this runs for every
+        # automatic letter, and building the query cost several times running it
+        a, b, c = ("?", "?", "?") if self.conn == "sqlite" else ("$1", "$2", "$3")
+        rows = await Tortoise.get_connection(self.conn).execute_query_dict(
+            f'SELECT COUNT(*) AS n FROM "outbox" WHERE "rcpt_key" = {a} AND "automatic" = {b} '
+            f'AND "created_at" >= {c}', [addr, True, since])
+        return int(rows[0]["n"]) >= env.replies_per_hour
+
+
+# -- rows <-> the engine's values ------------------------------------------------------------
+
+def view(c: Case) -> CaseView:
+    return CaseView(c.number, c.process, c.step, c.status, c.subject, c.department, c.urgent,
+                    c.language, tuple(c.parties), dict(c.data or {}), tuple(c.owner or ()),
+                    c.due_at)
+
+
+async def case_state(c: Case) -> CaseState:
+    """A case row with the timers a decision may still change."""
+    timers = await Timer.filter(case=c, state__in=_CHANGEABLE).order_by("id")
+    return CaseState(view(c), c.closed_at, tuple(
+        TimerState(t.kind, t.key, t.due_at, t.state, dict(t.data or {}), t.id)
+        for t in timers))
+
+
+async def _write_case(row: Case | None, state: CaseState, now: datetime,
+                      touched: bool) -> Case:
+    v = state.view
+    if row is None:
+        row = Case(number=v.number, process=v.process, opened_at=now)
+    elif not touched and row.closed_at == state.closed_at:
+        return row
+    row.step, row.status, row.subject = v.step, v.status, clean(v.subject)
+    row.department, row.urgent, row.language = v.department, v.urgent, v.language
+    row.parties, row.data, row.owner = list(v.parties), dict(v.data), list(v.owner)
+    row.due_at, row.closed_at, row.updated_at = v.due_at, state.closed_at, now
+    await row.save()
+    return row
+
+
+async def write_timers(case: Case, timers: Sequence[TimerState],
+                       before: CaseState | None, now: datetime) -> None:
+    """Create the new timers and write the changed ones; a timer is changed only in the
+    state it was read in (one that a sweeper fired meanwhile is left as it is)."""
+    was = {t.id: t.state for t in before.timers} if before is not None else {}
+    new = [Timer(case=case, kind=t.kind, key=t.key, due_at=t.due_at, state=t.state,
+                 data=dict(t.data), created_at=now) for t in timers if t.id is None]
+    for t in timers:
+        if t.id is not None:
+            await Timer.filter(id=t.id, state=was.get(t.id, t.state)).update(
+                state=t.state, due_at=t.due_at, data=dict(t.data), lease_owner=None,
+                lease_until=None)
+    if len(new) == 1:
+        await new[0].save()
+    elif new:
+        await Timer.bulk_create(new)
+
+
+async def set_timer(case: Case, effect: SetTimer | CancelTimers, now: datetime) -> None:
+    """One timer effect outside a decision (a re-armed timer), in the caller's transaction."""
+    state = await case_state(case)
+    await write_timers(case, apply_timer(state.timers, effect), state, now)
+
+
+def clean(s: str) -> str:
+    """Text as the databases accept it: PostgreSQL refuses NUL characters."""
+    return s.replace("\x00", "")

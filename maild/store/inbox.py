@@ -1,0 +1,111 @@
+"""The inbound ledger: UID checkpoints, raw mail kept before anything else, a ``received``
+row per fetched message, locks that make two daemons decide a mail once, pending moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from maild.adapters.sources.base import Fetched
+from maild.store.attachments import ContentStore
+from maild.store.models import Checkpoint, Message
+
+#: inbound states that count as handled: a later copy of the same bytes is a duplicate
+DECIDED = ("processed", "quarantined")
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A fetched message whose raw bytes are in the raw store."""
+
+    uid: int
+    raw_size: int
+    sha256: str
+    raw_path: str
+
+
+class Inbox:
+    raw: ContentStore
+
+    async def checkpoint(self, source: str, uidvalidity: int) -> int:
+        """The last UID handled in ``source``; reset to 0 when UIDVALIDITY changed."""
+        cp, _ = await Checkpoint.get_or_create(source=source)
+        if cp.uidvalidity != uidvalidity:
+            cp.uidvalidity, cp.last_uid = uidvalidity, 0
+            await cp.save()
+        return int(cp.last_uid)
+
+    async def advance(self, source: str, uidvalidity: int, last_uid: int) -> None:
+        await Checkpoint.filter(source=source, uidvalidity=uidvalidity,
+                                last_uid__lt=last_uid).update(last_uid=last_uid)
+
+    def keep_raw(self, batch: Sequence[Fetched]) -> list[Kept]:
+        """Write each fetched message's raw bytes to the raw store, flushed to the disk
+        (blocking: the intake runs it in a thread, beside the decisions of the batch before).
+        The ``received`` rows committed next point at them, so they must outlast a power cut
+        as the database does."""
+        kept = self.raw.put_durably([f.raw for f in batch])
+        return [Kept(f.uid, len(f.raw), sha, rel)
+                for f, (sha, rel) in zip(batch, kept, strict=True)]
+
+    async def record_fetched(self, source: str, uidvalidity: int, batch: Sequence[Kept],
+                             now: datetime) -> list[Message]:
+        """A ``received`` row for every fetched message whose raw bytes are kept, in one
+        statement. A row another daemon recorded first is kept as it is (the insert ignores
+        it), and so is a row an earlier run recorded.
+        """
+        uids = [k.uid for k in batch]
+        mine = Message.filter(mailbox=source, uidvalidity=uidvalidity, uid__in=uids)
+        known = set(await mine.values_list("uid", flat=True))
+        new = [Message(direction="in", mailbox=source, uidvalidity=uidvalidity, uid=k.uid,
+                       raw_size=k.raw_size, raw_path=k.raw_path, sha256=k.sha256,
+                       state="received", at=now)
+               for k in batch if k.uid not in known]
+        if new:
+            await Message.bulk_create(new, ignore_conflicts=True)
+        rows = {m.uid: m for m in await mine}
+        return [rows[k.uid] for k in batch]
+
+    async def decided_copies(self, rows: Sequence[Message]) -> dict[str, int]:
+        """sha256 -> id of the first handled inbound message with the same bytes, for the
+        rows' hashes: copies seen before (e.g. after a UIDVALIDITY reset) are duplicates."""
+        shas = list({r.sha256 for r in rows if r.state == "received"})
+        if not shas:
+            return {}
+        found: dict[str, int] = {}
+        for sha, mid in await Message.filter(direction="in", sha256__in=shas,
+                                             state__in=DECIDED).order_by("id").values_list(
+                                                 "sha256", "id"):
+            found.setdefault(sha, int(mid))
+        return found
+
+    async def lock(self, rows: Sequence[Message]) -> None:
+        """Lock the rows until the caller's transaction ends and refresh their state.
+
+        A second daemon that fetched the same mail waits here for the first one's commit
+        and then sees it decided, so nothing is decided twice. (PostgreSQL; SQLite has one
+        writer at a time and is meant for one daemon.)
+        """
+        fresh = {m.id: m.state for m in await Message.filter(
+            id__in=[r.id for r in rows]).select_for_update()}
+        for r in rows:
+            r.state = fresh.get(r.id, r.state)
+
+    async def finish(self, row: Message, state: str, folder: str, reason: str | None) -> None:
+        row.state, row.route, row.reason = state, folder, reason
+        await row.save(update_fields=["state", "route", "reason"])
+
+    async def pending_moves(self, source: str, uidvalidity: int) -> dict[str, list[int]]:
+        rows = await Message.filter(mailbox=source, uidvalidity=uidvalidity, moved=False,
+                                    state__in=("processed", "quarantined", "duplicate")
+                                    ).values_list("uid", "route")
+        out: dict[str, list[int]] = {}
+        for uid, folder in rows:
+            out.setdefault(folder, []).append(int(uid))
+        return out
+
+    async def mark_moved(self, source: str, uidvalidity: int, uids: Iterable[int]) -> None:
+        await Message.filter(mailbox=source, uidvalidity=uidvalidity,
+                             uid__in=list(uids)).update(moved=True)
+
