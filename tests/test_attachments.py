@@ -116,14 +116,17 @@ def test_safe_names(name: str, safe: str) -> None:
 
 
 async def test_an_older_database_gets_the_owner_column(store: Store, tmp_path: Path) -> None:
+    """A database made before cases had an owner (and before migrations) gets the column
+    when it is upgraded (``maild.store.schema``)."""
     from tortoise import Tortoise
-
-    from maild.store.casefacts import add_process_columns
 
     db = Tortoise.get_connection(store.conn)
     await db.execute_script("ALTER TABLE cases DROP COLUMN owner")
-    await add_process_columns(store.conn)
-    await add_process_columns(store.conn)  # twice: nothing to do
+    await db.execute_script("DROP TABLE tortoise_migrations")
+    await db.execute_script("DROP INDEX idx_outbox_lease_o_a70e2f")  # 0002's: 0.1.0 had none
+    await store.close()
+    assert await store.upgrade() == ["0002_outbox_lease_owner_index"]
+    await store.open()  # again: nothing to do
     f = Feeder(store, tmp_path)
     number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
     assert (await store.case(number))["owner"] == ["zhou@corp.example.test"]  # type: ignore

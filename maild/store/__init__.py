@@ -14,11 +14,12 @@ from maild.store.db import Database, tortoise_url
 from maild.store.inbox import DECIDED, Inbox, Kept
 from maild.store.outbox import OutboxQueue, Outgoing
 from maild.store.queries import Queries, case_dict
+from maild.store.schema import SchemaError
 
 
 class Store(Database, Inbox, Cases, OutboxQueue, Queries):
     """The whole store over one database connection."""
 
 
-__all__ = ["DECIDED", "ApplyEnv", "Kept", "Outgoing", "Store", "case_dict", "set_timer",
-           "tortoise_url"]
+__all__ = ["DECIDED", "ApplyEnv", "Kept", "Outgoing", "SchemaError", "Store", "case_dict",
+           "set_timer", "tortoise_url"]

@@ -1,12 +1,10 @@
-"""The process state of a case as the store shows it, and the columns processes added.
+"""The process state of a case as the store shows it.
 
 ``cases show`` reads the step's owner, pending confirmations, outputs, action items,
 milestones and delays that the engine keeps in the case (``maild.engine.workflow``).
 """
 
 from __future__ import annotations
-
-from tortoise import Tortoise
 
 from maild.store.models import Case
 
@@ -26,18 +24,3 @@ def process_facts(case: Case) -> dict[str, object]:
         "delays": [dict(x) for x in d.get("delays", [])],
     }
 
-
-async def add_process_columns(conn: str) -> None:
-    """Databases made before cases had an ``owner``: add the column (safe to repeat)."""
-    db = Tortoise.get_connection(conn)
-    if conn == "sqlite":
-        rows = await db.execute_query_dict("PRAGMA table_info(cases)")
-        have = {r["name"] for r in rows}
-        kind = "JSON NOT NULL DEFAULT '[]'"
-    else:
-        rows = await db.execute_query_dict(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'cases'")
-        have = {r["column_name"] for r in rows}
-        kind = "JSONB NOT NULL DEFAULT '[]'::jsonb"
-    if have and "owner" not in have:
-        await db.execute_script(f"ALTER TABLE cases ADD COLUMN owner {kind}")

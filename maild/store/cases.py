@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
@@ -90,8 +90,8 @@ class Cases:
                 by_id[mid] = number
         numbers: set[str] = set()
         if candidates:
-            numbers = set(await Case.filter(number__in=list(candidates)).values_list(
-                "number", flat=True))
+            numbers = set(cast("list[str]", await Case.filter(
+                number__in=list(candidates)).values_list("number", flat=True)))
         return Known(by_id, frozenset(numbers))
 
     async def case_view(self, number: str) -> CaseView | None:
@@ -129,10 +129,11 @@ class Cases:
             if case is not None:
                 await write_timers(case, applied.timers, before, env.now)
             row.message_id = mail.message_id
-            row.case = case  # type: ignore[assignment]
+            row.case = case
             row.sender = mail.from_.addr[:320]
             row.subject = clean(mail.subject)
-            row.state, row.route, row.reason = "processed", folder, None
+            row.state, row.route = "processed", folder
+            row.reason = None  # type: ignore[assignment]
             row.rules = cls.as_dict()
             await row.save()
         return case.number if case else None
@@ -171,7 +172,7 @@ class Cases:
                                 references=references)
         for row in rows:
             await row.save()
-        return rows[0].message_id  # type: ignore[union-attr]
+        return rows[0].message_id
 
     def letter_rows(self, letter: SendLetter, case: Case | None, env: ApplyEnv, *,
                     in_reply_to: str | None = None, references: Sequence[str] = ()

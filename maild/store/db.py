@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 
+from maild.store import schema
 from maild.store.attachments import ContentStore
-from maild.store.casefacts import add_process_columns
-
-MODELS = "maild.store.models"
 
 
 def tortoise_url(url: str, base_dir: Path) -> str:
@@ -37,17 +35,51 @@ class Database:
         self.raw = ContentStore(raw_root, ".eml")
         self.files = ContentStore(raw_root.parent / "attachments")
 
-    async def open(self) -> None:
+    async def open(self, migrate: bool | Literal["empty"] = True) -> None:
+        """Connect and make sure the schema is current (``maild.store.schema``).
+
+        - ``migrate=True`` (the default: init, demo, tests): apply pending migrations; an
+          empty database gets every table, a maild 0.1.0 one is upgraded.
+        - ``migrate="empty"`` (``maild run``): only an empty database is migrated (daemons
+          starting at once on one all come up); a database with tables and pending
+          migrations is refused: upgrading it is the administrator's ``maild db upgrade``.
+        - ``migrate=False``: refuse any database with pending migrations.
+
+        Refusals raise ``SchemaError`` (the message says to run ``maild db upgrade -c
+        CONFIG``), as does a database migrated by a newer maild; the connection is closed
+        then. An up-to-date database costs one query and takes no lock.
+        """
+        await self._connect()
+        try:
+            if migrate is False:
+                (await schema.status(self.conn)).check()
+            else:
+                await schema.upgrade(self.conn, empty_only=migrate == "empty")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def upgrade(self) -> list[str]:
+        """``maild db upgrade``: connect, apply the pending migrations under the schema lock,
+        close. Returns the names applied, in order ([] when up to date; a maild 0.1.0
+        database's ``0001_initial`` is recorded, not run, and not listed). Raises
+        ``SchemaError`` for a database it cannot upgrade (a newer maild's, or maild tables
+        that are not 0.1.0's)."""
+        await self._connect()
+        try:
+            return await schema.upgrade(self.conn)
+        finally:
+            await self.close()
+
+    async def _connect(self) -> None:
         conn: str | dict[str, Any] = self.url
         if self.conn == "sqlite":  # statements on the loop's thread (see sqlite_inline)
             conn = {**expand_db_url(self.url), "engine": "maild.store.sqlite_inline"}
         await Tortoise.init(config={
             "connections": {self.conn: conn},
-            "apps": {"maild": {"models": [MODELS], "default_connection": self.conn}},
+            "apps": schema.app_config(self.conn),
             "use_tz": True, "timezone": "UTC",
         })
-        await Tortoise.generate_schemas(safe=True)
-        await add_process_columns(self.conn)
 
     async def close(self) -> None:
         await Tortoise.close_connections()

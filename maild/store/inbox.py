@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from maild.adapters.sources.base import Fetched
 from maild.store.attachments import ContentStore
@@ -57,7 +58,7 @@ class Inbox:
         """
         uids = [k.uid for k in batch]
         mine = Message.filter(mailbox=source, uidvalidity=uidvalidity, uid__in=uids)
-        known = set(await mine.values_list("uid", flat=True))
+        known = set(cast("list[int]", await mine.values_list("uid", flat=True)))
         new = [Message(direction="in", mailbox=source, uidvalidity=uidvalidity, uid=k.uid,
                        raw_size=k.raw_size, raw_path=k.raw_path, sha256=k.sha256,
                        state="received", at=now)
@@ -93,7 +94,8 @@ class Inbox:
             r.state = fresh.get(r.id, r.state)
 
     async def finish(self, row: Message, state: str, folder: str, reason: str | None) -> None:
-        row.state, row.route, row.reason = state, folder, reason
+        row.state, row.route = state, folder
+        row.reason = reason  # type: ignore[assignment]
         await row.save(update_fields=["state", "route", "reason"])
 
     async def pending_moves(self, source: str, uidvalidity: int) -> dict[str, list[int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -19,13 +21,15 @@ class Case(Model):
     department = fields.CharField(64, null=True)
     urgent = fields.BooleanField(default=False)
     language = fields.CharField(8, default="zh")
-    parties = fields.JSONField(default=list)  # external and staff addresses on the case
+    # external and staff addresses on the case
+    parties: fields.JSONField[list[str]] = fields.JSONField(default=list)
     opened_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
     due_at = fields.DatetimeField(null=True)
     closed_at = fields.DatetimeField(null=True)
-    data = fields.JSONField(default=dict)  # process-specific state
-    owner = fields.JSONField(default=list)  # addresses answering for the current step
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)  # process state
+    # addresses answering for the current step
+    owner: fields.JSONField[list[str]] = fields.JSONField(default=list)
 
     class Meta:
         table = "cases"
@@ -72,7 +76,7 @@ class Message(Model):
     sender = fields.CharField(320, default="")
     subject = fields.TextField(default="")
     at = fields.DatetimeField()
-    rules = fields.JSONField(null=True)
+    rules: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
 
     class Meta:
         table = "messages"
@@ -87,7 +91,7 @@ class Outbox(Model):
     message_id = fields.CharField(MESSAGE_ID_MAX, unique=True)
     letter = fields.CharField(64)
     mail_from = fields.CharField(320)
-    rcpt = fields.JSONField()
+    rcpt: fields.JSONField[list[str]] = fields.JSONField()
     rcpt_key = fields.CharField(320, default="", db_index=True)  # first recipient, for limits
     automatic = fields.BooleanField(default=True)
     body = fields.BinaryField()  # the composed letter, exactly as it will be sent
@@ -102,10 +106,11 @@ class Outbox(Model):
 
     class Meta:
         table = "outbox"
+        indexes = (("lease_owner",),)  # the sender finds its leased rows by owner
 
 
 class Timer(Model):
-    """A deadline, reminder or notice of a case; written in the case change's transaction."""
+    """A deadline, reminder or notice of a case, written in the case change's transaction."""
 
     id = fields.IntField(primary_key=True)
     case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
@@ -115,7 +120,7 @@ class Timer(Model):
     due_at = fields.DatetimeField(db_index=True)
     state = fields.CharField(16, default="pending", db_index=True)  # pending/fired/cancelled
     level = fields.IntField(default=0)  # escalation level reached
-    data = fields.JSONField(default=dict)
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField()
     fired_at = fields.DatetimeField(null=True)
     lease_until = fields.DatetimeField(null=True)
@@ -128,7 +133,7 @@ class Timer(Model):
 
 
 class DigestSent(Model):
-    """A digest letter written to the outbox; ``key`` makes the weekly one happen once."""
+    """A digest letter written to the outbox: ``key`` makes the weekly one happen once."""
 
     id = fields.IntField(primary_key=True)
     key = fields.CharField(400, unique=True)  # "2026-W50 chen@example.com"; manual: + uuid

@@ -38,7 +38,7 @@ class OutboxQueue:
         token = uuid.uuid4().hex
         await Outbox.filter(free, id__in=list(ids), state="pending").update(
             lease_until=now + lease, lease_owner=token)
-        # by primary key: lease_owner has no index, and a scan would read every letter body
+        # by primary key: the ids are known, and a scan would read every letter body
         rows = await Outbox.filter(id__in=list(ids), lease_owner=token).order_by("id")
         return [Outgoing(r.id, r.message_id, r.mail_from, list(r.rcpt), bytes(r.body),
                          r.attempts) for r in rows]

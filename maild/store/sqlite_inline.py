@@ -49,18 +49,18 @@ class InlineConnection:
         return self._conn.total_changes
 
     async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _Cursor:
-        return _Cursor(self._conn.execute(sql, parameters or ()))
+        return _Cursor(self._conn.execute(sql, tuple(parameters or ())))
 
     async def execute_insert(self, sql: str,
                              parameters: Iterable[Any] | None = None) -> tuple[int | None]:
-        return (self._conn.execute(sql, parameters or ()).lastrowid,)
+        return (self._conn.execute(sql, tuple(parameters or ())).lastrowid,)
 
     async def execute_fetchall(self, sql: str,
                                parameters: Iterable[Any] | None = None) -> list[Any]:
-        return self._conn.execute(sql, parameters or ()).fetchall()
+        return self._conn.execute(sql, tuple(parameters or ())).fetchall()
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Cursor:
-        return _Cursor(self._conn.executemany(sql, parameters))
+        return _Cursor(self._conn.executemany(sql, (tuple(p) for p in parameters)))
 
     async def executescript(self, sql: str) -> _Cursor:
         return _Cursor(self._conn.executescript(sql))

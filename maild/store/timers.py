@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tortoise.exceptions import DBConnectionError
 from tortoise.expressions import Q
@@ -167,8 +167,8 @@ async def apply_firings(store: Store, env: ApplyEnv, token: str,
     mine = f"{token}:w"
     await Timer.filter(id__in=[t.id for t, _, _ in work], lease_owner=token,
                        state="pending").update(lease_owner=mine)
-    owned = set(await Timer.filter(id__in=[t.id for t, _, _ in work], lease_owner=mine
-                                   ).values_list("id", flat=True))
+    owned = set(cast("list[int]", await Timer.filter(
+        id__in=[t.id for t, _, _ in work], lease_owner=mine).values_list("id", flat=True)))
     changed: list[Timer] = []
     notes: list[TimelineEntry] = []
     letters: list[Outbox | Message | TimelineEntry] = []
