@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maild.calendar.business import CalendarSettings, uncovered_years
+from maild.calendar.durations import WorkingDuration
 
 PROCESSES = ("customer", "supplier", "internal")
 
@@ -149,13 +150,8 @@ class CalendarConfig(_Model):
                                 source=self.source)
 
 
-_WORKING_DURATION = re.compile(r"\d+(\.\d+)?\s*[dh]")
-
-
 def _working_duration(v: str) -> str:
-    if not _WORKING_DURATION.fullmatch(v.strip()):
-        raise ValueError(f"{v!r} is not a working-time duration like 1d (working days) "
-                         "or 2h (working hours)")
+    WorkingDuration.parse(v)  # ValueError naming the spellings it accepts
     return v.strip()
 
 
@@ -282,7 +278,7 @@ class Config(_Model):
         return self.path(self.database.raw_dir)
 
 
-def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+def line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     """Best-effort line number of a key path (``("mailbox", "url")``) in TOML text."""
     keys = [k for k in loc if isinstance(k, str)]
     if not keys:
@@ -302,7 +298,7 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
         if m and table + [m.group(1).strip('"')] == keys:
             return n
     if best is None and len(keys) > 1:
-        return _line_of(text, tuple(keys[:-1]))
+        return line_of(text, tuple(keys[:-1]))
     return best
 
 
@@ -319,7 +315,7 @@ def parse_config(text: str, filename: str = "maild.toml", base_dir: str = ".") -
         for err in e.errors():
             loc = tuple(err["loc"])
             key = ".".join(str(p) for p in loc) or "(top level)"
-            line = _line_of(text, loc)
+            line = line_of(text, loc)
             where = f"{filename}:{line}" if line else filename
             msg = err["msg"]
             if err["type"] == "extra_forbidden":

@@ -342,7 +342,7 @@ HTML = (
     "<script>alert('x')</script><!-- 注释 <p>不显示</p> -->"
     "<table><tr><td>单价</td><td>100</td></tr></table>\r\n<div>第二\r\n行</div></body></html>"
 )
-HTML_TEXT = "您好， 王经理：\n\n请见附件&报价，5 < 6。\n谢谢！\n\n单价 100\n\n第二 行"
+HTML_TEXT = "您好， 王经理：\n\n请见附件&报价，5 < 6。\n谢谢！\n\n单价  100\n\n第二 行"
 
 
 def test_html_only_mail_gets_readable_text() -> None:
@@ -375,6 +375,17 @@ def test_html_charset_from_meta_when_mime_has_none() -> None:
         ("<style>unclosed", ""),  # an unclosed style hides the rest, like a browser
         ("x < y and y > z", "x < y and y > z"),  # not tags
         ("&#20013;&#x6587;&amp;&quot;", '中文&"'),
+        ("<p>a</p>\n\n\n<p>b</p><p>&nbsp;</p><p>&nbsp;</p><p>c</p>", "a\n\nb\n\nc"),
+        ("<div><div><span>客户</span><span>名称</span>：华东</div></div>", "客户名称：华东"),
+        ("<ul><li>一</li><li>二</li></ul>", "* 一\n* 二"),
+        ("<p>前言</p><ol><li>一</li></ol>", "前言\n\n1. 一"),
+        ("<table><tr><td>单价</td><td>100</td></tr><tr><td>总计</td><td>5</td></tr></table>",
+         "单价  100\n总计  5"),
+        ("<pre>#确认\n  缩进</pre>", "#确认\n缩进"),  # lines are stripped, as before
+        ("a\udc80b<p>c</p>", "a\ufffdb\n\nc"),  # a lone surrogate does not cut the text
+        ("<?xml version='1.0'?><p>x</p>", "x"),
+        ('<div style="display:none">预览</div><table><tr><td align="center">居中</td></tr></table>',
+         "居中"),  # hidden preheaders dropped; centred cells not indented
     ],
 )
 def test_html_to_text(markup: str, expected: str) -> None:

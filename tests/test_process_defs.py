@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -60,9 +61,9 @@ def test_deadline_rules_use_the_business_calendar() -> None:
     confirm = load_processes()["internal"].step("confirm")
     cal = BusinessCalendar()
     friday = datetime.fromisoformat("2026-12-04T17:30+08:00")
-    assert confirm.deadline_for(False).due(cal, friday) == datetime.fromisoformat(  # type: ignore[union-attr]
+    assert confirm.deadline_for(False).after(cal, friday) == datetime.fromisoformat(  # type: ignore[union-attr]
         "2026-12-07T17:30+08:00")
-    assert confirm.deadline_for(True).due(cal, friday) == datetime.fromisoformat(  # type: ignore[union-attr]
+    assert confirm.deadline_for(True).after(cal, friday) == datetime.fromisoformat(  # type: ignore[union-attr]
         "2026-12-07T10:30+08:00")
     assert str(confirm.deadline) == "1 working day"
     assert load_processes()["internal"].step("meeting").deadline_for(False) is None
@@ -105,7 +106,7 @@ def test_an_inconsistent_definition_is_refused_with_a_clear_message(change: tupl
     with pytest.raises(ProcessError) as e:
         parse_process(MINIMAL.replace(old, new, 1), "customer.toml")
     assert message in str(e.value)
-    assert str(e.value).startswith("customer.toml: ")
+    assert re.match(r"customer\.toml:\d+: ", str(e.value))  # the file and the line
 
 
 def test_every_process_must_exist_and_match_its_file(tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_every_process_must_exist_and_match_its_file(tmp_path: Path) -> None:
     with pytest.raises(ProcessError) as e:
         load_processes(tmp_path / "p")
     assert "supplier.toml: cannot read" in str(e.value)
-    assert "customer.toml: process: says 'supplier'" in str(e.value)
+    assert "customer.toml:4: process: says 'supplier'" in str(e.value)
 
 
 def test_letters_without_templates_and_roles_nobody_holds_are_reported() -> None:
@@ -144,5 +145,40 @@ def test_config_check_rejects_a_broken_process_definition(tmp_path: Path) -> Non
     p = subprocess.run([sys.executable, "-m", "maild", "config", "check", "-c", str(cfg)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
-    assert "internal.toml: step 'request': next step 'meting' is not defined" in p.stderr
-    assert "internal.toml: step 'minutes'.commands.confirm: no role may give" in p.stderr
+    assert "internal.toml:54: step 'request': next step 'meting' is not defined" in p.stderr
+    assert "internal.toml:107: step 'minutes'.commands.confirm: no role may give" in p.stderr
+
+
+def test_a_typo_is_reported_with_its_file_line_and_key() -> None:
+    text = MINIMAL.replace('title = "第二步"', 'title = "第二步"\ndeadlin = "1 working day"')
+    assert text.splitlines()[17] == 'deadlin = "1 working day"'  # line 18 of the file
+    with pytest.raises(ProcessError) as e:
+        parse_process(text, "customer.toml")
+    assert str(e.value) == "customer.toml:18: steps[1].deadlin: unknown key (typo?)"
+
+
+@pytest.mark.parametrize("change, message", [
+    # the line of the key inside the right [[steps]] entry, not the first one's
+    (('title = "第二步"', 'title = 2'), "customer.toml:17: steps[1].title: must be a string"),
+    (('title = "第二步"\nowner = "contact"', 'title = "第二步"'),
+     "customer.toml:15: steps[1].owner: missing"),
+    (('id = "two"', 'id = "one"'), "customer.toml:16: steps[1].id: step 'one' is defined twice"),
+    (('advance = ["contact"]', 'advance = ["boss"]'),
+     "customer.toml:14: step 'one'.commands.advance: 'boss' is not a staff role"),
+    (('refused = "command_refused"', 'refused = 1'), "customer.toml:5: letters.refused: must be"),
+    (('title = "客户"', 'title = "客户"\n[settings]\ndelay_chase_after = "2 weeks"'),
+     "customer.toml:5: settings.delay_chase_after: '2 weeks' is not a rule like"),
+])
+def test_errors_name_the_line_of_the_key(change: tuple[str, str], message: str) -> None:
+    old, new = change
+    assert old in MINIMAL
+    with pytest.raises(ProcessError) as e:
+        parse_process(MINIMAL.replace(old, new, 1), "customer.toml")
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["1 working day", "1d", "8h", "1 个工作日", "0.5d"])
+def test_deadlines_accept_every_working_duration_spelling(text: str) -> None:
+    text = MINIMAL.replace('title = "第二步"', f'title = "第二步"\ndeadline = "{text}"')
+    proc = parse_process(text, "customer.toml")
+    assert proc.step("two").deadline is not None

@@ -5,8 +5,10 @@ the expected outputs, the commands allowed and who may give them, the letters se
 entering it, its deadline rule, whom it waits for and when it completes by itself. The
 engine (``maild.engine.workflow``) applies a definition; nothing here decides anything.
 
-A definition that cannot work is refused at load with a message naming the file and the
-key: an unknown step, a step no path reaches, a command nobody may give, an unknown role,
+The TOML is validated with pydantic (strict types, unknown keys refused); deadlines are
+:class:`maild.calendar.durations.WorkingDuration`. A definition that cannot work is refused at
+load with a message naming the file, the line and the key: a typo'd key, a value of the wrong
+type, an unknown step, a step no path reaches, a command nobody may give, an unknown role,
 condition or letter.
 """
 
@@ -16,11 +18,23 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from maild.calendar.business import BusinessCalendar
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+from maild.calendar.durations import WorkingDuration
+from maild.config import line_of
 from maild.data import processes_dir
 from maild.mail.commands import COMMANDS
 
@@ -62,29 +76,15 @@ CONDITIONS: dict[str, str] = {
     "invoice_received": "the supplier's invoice arrived",
 }
 WAITS_ON = ("", "external", "initiator")
-_DEADLINE = re.compile(r"^\s*(\d+)\s*(?:个)?\s*(working days?|working hours?|工作日|工作小时|"
-                       r"个工作日|个工作小时)\s*$")
+CHASES = ("quote", "order_confirmation", "delay_explanation")  # what a step's chase is for
+#: process settings that are working durations ("2 working days"), checked at load
+DURATION_SETTINGS = ("delay_chase_after",)
 #: process-level events that send letters; each must name a letter
 EVENT_LETTERS = ("refused", "help")
 
 
 class ProcessError(Exception):
     """A process definition that cannot work, phrased for the admin who has to fix it."""
-
-
-@dataclass(frozen=True)
-class Deadline:
-    amount: int
-    unit: str  # "days" or "hours" of working time
-
-    def due(self, calendar: BusinessCalendar, now: datetime) -> datetime:
-        if self.unit == "days":
-            return calendar.add_working_days(now, self.amount)
-        return calendar.add_working(now, timedelta(hours=self.amount))
-
-    def __str__(self) -> str:
-        return f"{self.amount} working {'day' if self.unit == 'days' else 'hour'}" + \
-            ("s" if self.amount != 1 else "")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class LetterRule:
 @dataclass(frozen=True)
 class Chase:
     what: str  # quote / order_confirmation / delay_explanation
-    after: Deadline
+    after: WorkingDuration
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,8 @@ class Step:
     next: str  # a step id or ARCHIVE
     commands: Mapping[str, tuple[str, ...]]  # command -> roles allowed
     on_enter: tuple[LetterRule, ...] = ()
-    deadline: Deadline | None = None
-    urgent_deadline: Deadline | None = None
+    deadline: WorkingDuration | None = None
+    urgent_deadline: WorkingDuration | None = None
     confirm_by: str = ""  # a role whose confirmation the step collects
     requires: str = ""  # condition for leaving the step with #advance
     advance_when: str = ""  # condition that moves the case on by itself
@@ -126,7 +126,7 @@ class Step:
     def label(self, language: str) -> str:
         return self.title_en if language == "en" else self.title
 
-    def deadline_for(self, urgent: bool) -> Deadline | None:
+    def deadline_for(self, urgent: bool) -> WorkingDuration | None:
         return (self.urgent_deadline or self.deadline) if urgent else self.deadline
 
 
@@ -170,223 +170,293 @@ def role_label(role: str, language: str) -> str:
 
 
 # -- loading -------------------------------------------------------------------------------
+#
+# The TOML is validated by the pydantic models below (strict: a string where a string
+# belongs; unknown keys refused), then turned into the dataclasses above and checked for
+# consistency. Every problem names the file, the line and the key, like maild.toml's.
+
+Loc = tuple[str | int, ...]  # a key path: ("steps", 1, "deadline")
 
 
-class _Reader:
-    """Typed access to one TOML table, with errors that name the file and key."""
-
-    def __init__(self, source: str, data: Mapping[str, Any], where: str) -> None:
-        self.source, self.data, self.where = source, data, where
-        self.used: set[str] = set()
-
-    def fail(self, key: str, msg: str) -> ProcessError:
-        path = f"{self.where}.{key}" if self.where else key
-        return ProcessError(f"{self.source}: {path}: {msg}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is None:
-                raise self.fail(key, "missing")
-            return default
-        value = self.data[key]
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-            raise self.fail(key, f"must be {_kind_name(kind)}, not {type(value).__name__}")
-        return value
-
-    def strings(self, key: str, default: tuple[str, ...] | None = ()) -> tuple[str, ...]:
-        value = self.get(key, (list, str), list(default) if default is not None else None)
-        items = [value] if isinstance(value, str) else value
-        if not all(isinstance(v, str) and v.strip() for v in items):
-            raise self.fail(key, "must be a list of non-empty strings")
-        return tuple(v.strip() for v in items)
-
-    def done(self) -> None:
-        extra = sorted(set(self.data) - self.used)
-        if extra:
-            raise self.fail(extra[0], "unknown key (typo?)")
+def _names(value: object) -> object:
+    """A single string where a list of names belongs is that one name."""
+    return [value] if isinstance(value, str) else value
 
 
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "a whole number", list: "a list", dict: "a table"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
+def _duration(value: object) -> WorkingDuration | None:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {type(value).__name__}")
+    return WorkingDuration.parse(value) if value.strip() else None
 
 
-def parse_deadline(text: str) -> Deadline | None:
-    """``"1 working day"``, ``"2 working hours"``, ``"3 个工作日"``; None when unlike that."""
-    m = _DEADLINE.match(text)
-    if not m or int(m.group(1)) < 1:
-        return None
-    unit = "hours" if "hour" in m.group(2) or "小时" in m.group(2) else "days"
-    return Deadline(int(m.group(1)), unit)
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Names = Annotated[list[Name], BeforeValidator(_names)]
+Duration = Annotated[WorkingDuration | None, PlainValidator(_duration)]
 
 
-def _deadline(r: _Reader, key: str) -> Deadline | None:
-    text = r.get(key, str, "")
-    if not text:
-        return None
-    rule = parse_deadline(text)
-    if rule is None:
-        raise r.fail(key, f"{text!r} is not a rule like \"1 working day\" or "
-                     "\"2 working hours\"")
-    return rule
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _letters(r: _Reader, key: str) -> tuple[LetterRule, ...]:
-    items = r.get(key, list, [])
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise r.fail(f"{key}[{i}]", "must be a table with letter and to")
-        lr = _Reader(r.source, item, f"{r.where + '.' if r.where else ''}{key}[{i}]")
-        rule = LetterRule(lr.get("letter", str), lr.strings("to", None), lr.strings("cc"),
-                          lr.get("when", str, ""), lr.strings("fallback"))
-        lr.done()
-        out.append(rule)
-    return tuple(out)
+class _LetterRuleModel(_Model):
+    letter: str
+    to: Names
+    cc: Names = []
+    when: str = ""
+    fallback: Names = []
+
+    def build(self) -> LetterRule:
+        return LetterRule(self.letter, tuple(self.to), tuple(self.cc), self.when,
+                          tuple(self.fallback))
 
 
-def _commands(r: _Reader, key: str) -> dict[str, tuple[str, ...]]:
-    table = r.get(key, dict, {})
-    cr = _Reader(r.source, table, f"{r.where + '.' if r.where else ''}{key}")
-    return {name: cr.strings(name) for name in table}
+class _ChaseModel(_Model):
+    what: str
+    after: Duration
+
+    @field_validator("after")
+    @classmethod
+    def _given(cls, v: WorkingDuration | None) -> WorkingDuration | None:
+        if v is None:
+            raise ValueError("missing")
+        return v
 
 
-def _step(r: _Reader, defaults: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
-    chase = None
-    if "chase" in r.data:
-        cr = _Reader(r.source, r.get("chase", dict), f"{r.where}.chase")
-        after = _deadline(cr, "after")
-        if after is None:
-            raise cr.fail("after", "missing")
-        chase = Chase(cr.get("what", str), after)
-        cr.done()
-    step = dict(
-        id=r.get("id", str), title=r.get("title", str), title_en=r.get("title_en", str, ""),
-        owner=r.get("owner", str), outputs=r.strings("outputs"), next=r.get("next", str, ""),
-        commands={**defaults, **_commands(r, "commands")}, on_enter=_letters(r, "on_enter"),
-        deadline=_deadline(r, "deadline"), urgent_deadline=_deadline(r, "urgent_deadline"),
-        confirm_by=r.get("confirm_by", str, ""), requires=r.get("requires", str, ""),
-        advance_when=r.get("advance_when", str, ""), waits_on=r.get("waits_on", str, ""),
-        chase=chase, progress_days=r.get("progress_days", int, 0))
-    r.done()
-    return step
+class _StepModel(_Model):
+    id: str
+    title: str
+    title_en: str = ""
+    owner: str
+    outputs: Names = []
+    next: str = ""
+    commands: dict[str, Names] = {}
+    on_enter: list[_LetterRuleModel] = []
+    deadline: Duration = None
+    urgent_deadline: Duration = None
+    confirm_by: str = ""
+    requires: str = ""
+    advance_when: str = ""
+    waits_on: str = ""
+    chase: _ChaseModel | None = None
+    progress_days: int = 0
 
 
-def parse_process(text: str, source: str) -> ProcessDef:
+class _ProcessModel(_Model):
+    process: str
+    title: str
+    title_en: str = ""
+    letters: dict[str, str] = {}
+    settings: dict[str, Any] = {}
+    commands: dict[str, Names] = {}
+    closed_commands: dict[str, Names] = {}
+    on_close: list[_LetterRuleModel] = []
+    on_archive: list[_LetterRuleModel] = []
+    steps: list[_StepModel] = Field(min_length=1)
+
+
+_TYPE_NAMES = {"string_type": "a string", "int_type": "a whole number", "list_type": "a list",
+               "dict_type": "a table", "model_type": "a table", "bool_type": "true or false"}
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "missing"
+    if kind == "extra_forbidden":
+        return "unknown key (typo?)"
+    if kind in _TYPE_NAMES:
+        return f"must be {_TYPE_NAMES[kind]}, not {type(err['input']).__name__}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "too_short" and err["loc"] == ("steps",):
+        return "a process needs at least one step"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _key(loc: Loc) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]")
+
+
+def _table(pattern: re.Pattern[str], line: str) -> list[str] | None:
+    m = pattern.match(line)
+    return [p.strip().strip('"') for p in m.group(1).split(".")] if m else None
+
+
+def _line(text: str, loc: Loc) -> int | None:
+    """The line of ``loc`` in ``text``: ``config.line_of`` inside the right ``[[…]]`` entry.
+
+    Each index in ``loc`` narrows the text to that entry of the array of tables (``steps[1]``
+    is the lines from the second ``[[steps]]`` header to the next one).
+    """
+    lines = text.splitlines()
+    start, end = 0, len(lines)
+    path: list[str] = []
+    for part in loc:
+        if isinstance(part, str):
+            path.append(part)
+            continue
+        heads = [n for n in range(start, end) if _table(_ARRAY_HEADER, lines[n]) == path]
+        if part >= len(heads):
+            break  # an inline array: its key's line is as close as it gets
+        start = heads[part]
+        for n in range(start + 1, end):
+            table = _table(_HEADER, lines[n])
+            if table is not None and (table == path or table[: len(path)] != path):
+                end = n
+                break
+    found = line_of("\n".join(lines[start:end]), loc)
+    return start + found if found else None
+
+
+def _where(source: str, text: str, loc: Loc) -> str:
+    line = _line(text, loc) if loc else None
+    return f"{source}:{line}" if line else source
+
+
+def _validate(text: str, source: str) -> _ProcessModel:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProcessError(f"{source}: not valid TOML: {e}") from e
-    r = _Reader(source, data, "")
-    name = r.get("process", str)
-    defaults = _commands(r, "commands")
-    raw_steps = r.get("steps", list)
-    if not raw_steps:
-        raise r.fail("steps", "a process needs at least one step")
+    try:
+        return _ProcessModel.model_validate(data)
+    except ValidationError as e:
+        raise ProcessError("\n".join(
+            f"{_where(source, text, tuple(err['loc']))}: {_key(tuple(err['loc']))}: "
+            f"{_message(err)}" for err in e.errors())) from e
+
+
+def _step(m: _StepModel, defaults: Mapping[str, list[str]], next_id: str) -> Step:
+    return Step(
+        id=m.id, title=m.title, title_en=m.title_en or m.title, owner=m.owner,
+        outputs=tuple(m.outputs), next=m.next or next_id,
+        commands={k: tuple(v) for k, v in {**defaults, **m.commands}.items()},
+        on_enter=tuple(r.build() for r in m.on_enter), deadline=m.deadline,
+        urgent_deadline=m.urgent_deadline, confirm_by=m.confirm_by, requires=m.requires,
+        advance_when=m.advance_when, waits_on=m.waits_on,
+        chase=Chase(m.chase.what, m.chase.after) if m.chase and m.chase.after else None,
+        progress_days=m.progress_days)
+
+
+def parse_process(text: str, source: str) -> ProcessDef:
+    m = _validate(text, source)
     steps: dict[str, Step] = {}
-    parsed = []
-    for i, item in enumerate(raw_steps):
-        if not isinstance(item, dict):
-            raise r.fail(f"steps[{i}]", "must be a table")
-        parsed.append(_step(_Reader(source, item, f"steps[{i}]"), defaults))
-    for i, s in enumerate(parsed):
-        if s["id"] in steps:
-            raise r.fail(f"steps[{i}].id", f"step {s['id']!r} is defined twice")
-        if not s["next"]:
-            s["next"] = parsed[i + 1]["id"] if i + 1 < len(parsed) else ARCHIVE
-        s["title_en"] = s["title_en"] or s["title"]
-        steps[s["id"]] = Step(**s)
-    letters = r.get("letters", dict, {})
+    for i, sm in enumerate(m.steps):
+        if sm.id in steps:
+            where = _where(source, text, ("steps", i, "id"))
+            raise ProcessError(f"{where}: steps[{i}].id: step {sm.id!r} is defined twice")
+        next_id = m.steps[i + 1].id if i + 1 < len(m.steps) else ARCHIVE
+        steps[sm.id] = _step(sm, m.commands, next_id)
     proc = ProcessDef(
-        name=name, title=r.get("title", str), title_en=r.get("title_en", str, "") or name,
-        steps=steps, closed_commands=_commands(r, "closed_commands"),
-        letters={str(k): str(v) for k, v in letters.items()},
-        on_close=_letters(r, "on_close"), on_archive=_letters(r, "on_archive"),
-        source=source, extra=r.get("settings", dict, {}))
-    r.done()
-    problems = check_process(proc)
+        name=m.process, title=m.title, title_en=m.title_en or m.process, steps=steps,
+        closed_commands={k: tuple(v) for k, v in m.closed_commands.items()},
+        letters=dict(m.letters), on_close=tuple(r.build() for r in m.on_close),
+        on_archive=tuple(r.build() for r in m.on_archive), source=source,
+        extra=dict(m.settings))
+    problems = _problems(proc)
     if problems:
-        raise ProcessError("\n".join(f"{source}: {p}" for p in problems))
+        raise ProcessError("\n".join(f"{_where(source, text, loc)}: {msg}"
+                                     for loc, msg in problems))
     return proc
 
 
 # -- checking ------------------------------------------------------------------------------
+
+Problem = tuple[Loc, str]  # where in the TOML (for the line number), and what is wrong
 
 
 def _role_ok(role: str) -> bool:
     return role in ROLES or role.startswith("dept:") and len(role) > 5
 
 
-def _check_rules(where: str, rules: Iterable[LetterRule]) -> list[str]:
+def _check_rules(where: str, loc: Loc, rules: Iterable[LetterRule]) -> list[Problem]:
     out = []
-    for rule in rules:
-        for role in (*rule.to, *rule.cc, *rule.fallback):
-            if not _role_ok(role):
-                out.append(f"{where}: letter {rule.letter!r} goes to unknown role {role!r}")
+    for j, rule in enumerate(rules):
+        for key in ("to", "cc", "fallback"):
+            for role in getattr(rule, key):
+                if not _role_ok(role):
+                    out.append(((*loc, j, key),
+                                f"{where}: letter {rule.letter!r} goes to unknown role {role!r}"))
         if rule.when and rule.when not in CONDITIONS:
-            out.append(f"{where}: letter {rule.letter!r} has unknown condition {rule.when!r}")
+            out.append(((*loc, j, "when"),
+                        f"{where}: letter {rule.letter!r} has unknown condition {rule.when!r}"))
     return out
 
 
-def _check_commands(where: str, commands: Mapping[str, tuple[str, ...]]) -> list[str]:
+def _check_commands(where: str, loc: Loc,
+                    commands: Mapping[str, tuple[str, ...]]) -> list[Problem]:
     out = []
     for cmd, roles in commands.items():
+        at = f"{where}.{cmd}"
         if cmd not in COMMANDS:
-            out.append(f"{where}.commands.{cmd}: unknown command (known: "
-                       f"{', '.join(COMMANDS)})")
+            out.append(((*loc, cmd), f"{at}: unknown command (known: {', '.join(COMMANDS)})"))
         if not roles:
-            out.append(f"{where}.commands.{cmd}: no role may give this command")
+            out.append(((*loc, cmd), f"{at}: no role may give this command"))
         for role in roles:
             if not _role_ok(role) or role in EXTERNAL_ROLES:
-                out.append(f"{where}.commands.{cmd}: {role!r} is not a staff role "
-                           f"(known: {', '.join(r for r in ROLES if r not in EXTERNAL_ROLES)}"
-                           ", dept:NAME)")
+                out.append(((*loc, cmd), f"{at}: {role!r} is not a staff role (known: "
+                            f"{', '.join(r for r in ROLES if r not in EXTERNAL_ROLES)}"
+                            ", dept:NAME)"))
     return out
 
 
-def _check_step(s: Step, proc: ProcessDef) -> list[str]:
-    where = f"step {s.id!r}"
-    out = _check_commands(where, s.commands) + _check_rules(where, s.on_enter)
-    if s.next != ARCHIVE and s.next not in proc.steps:
-        out.append(f"{where}: next step {s.next!r} is not defined")
-    if not _role_ok(s.owner):
-        out.append(f"{where}: owner {s.owner!r} is not a known role")
-    if s.confirm_by and not _role_ok(s.confirm_by):
-        out.append(f"{where}: confirm_by {s.confirm_by!r} is not a known role")
-    for key in ("requires", "advance_when"):
-        cond = getattr(s, key)
-        if cond and cond not in CONDITIONS:
-            out.append(f"{where}: {key} {cond!r} is not a known condition "
-                       f"(known: {', '.join(CONDITIONS)})")
-    if "confirmed" in (s.requires, s.advance_when) and not s.confirm_by:
-        out.append(f"{where}: uses the condition 'confirmed' but has no confirm_by")
-    if "confirm" in s.commands and not s.confirm_by:
-        out.append(f"{where}: allows #confirm but says nobody's confirmation it collects "
-                   "(confirm_by)")
-    if s.waits_on not in WAITS_ON:
-        out.append(f"{where}: waits_on must be one of {', '.join(map(repr, WAITS_ON))}")
-    if s.chase and s.chase.what not in ("quote", "order_confirmation", "delay_explanation"):
-        out.append(f"{where}: chase.what must be quote, order_confirmation or "
-                   "delay_explanation")
-    if s.progress_days not in (0, 7, 14):
-        out.append(f"{where}: progress_days must be 7 or 14 (or 0 for none)")
-    return out
+def _check_step(s: Step, i: int, proc: ProcessDef) -> list[Problem]:
+    where, at = f"step {s.id!r}", ("steps", i)
+    out = _check_commands(f"{where}.commands", (*at, "commands"), s.commands)
+    out += _check_rules(where, (*at, "on_enter"), s.on_enter)
+    wrong: list[tuple[str, bool, str]] = [
+        ("next", s.next != ARCHIVE and s.next not in proc.steps,
+         f"next step {s.next!r} is not defined"),
+        ("owner", not _role_ok(s.owner), f"owner {s.owner!r} is not a known role"),
+        ("confirm_by", bool(s.confirm_by) and not _role_ok(s.confirm_by),
+         f"confirm_by {s.confirm_by!r} is not a known role"),
+        *((key, bool(getattr(s, key)) and getattr(s, key) not in CONDITIONS,
+           f"{key} {getattr(s, key)!r} is not a known condition (known: "
+           f"{', '.join(CONDITIONS)})") for key in ("requires", "advance_when")),
+        ("requires" if s.requires == "confirmed" else "advance_when",
+         "confirmed" in (s.requires, s.advance_when) and not s.confirm_by,
+         "uses the condition 'confirmed' but has no confirm_by"),
+        ("commands", "confirm" in s.commands and not s.confirm_by,
+         "allows #confirm but says nobody's confirmation it collects (confirm_by)"),
+        ("waits_on", s.waits_on not in WAITS_ON,
+         f"waits_on must be one of {', '.join(map(repr, WAITS_ON))}"),
+        ("chase", s.chase is not None and s.chase.what not in CHASES,
+         "chase.what must be quote, order_confirmation or delay_explanation"),
+        ("progress_days", s.progress_days not in (0, 7, 14),
+         "progress_days must be 7 or 14 (or 0 for none)"),
+    ]
+    return out + [((*at, key), f"{where}: {msg}") for key, bad, msg in wrong if bad]
 
 
-def check_process(proc: ProcessDef) -> list[str]:
-    """Everything wrong with a definition; an empty list when it can run."""
+def _problems(proc: ProcessDef) -> list[Problem]:
     if proc.name not in PROCESS_NAMES:
-        return [f"process: {proc.name!r} is not one of {', '.join(PROCESS_NAMES)}"]
-    out: list[str] = []
-    for s in proc.steps.values():
-        out += _check_step(s, proc)
-    out += _check_commands("closed_commands", proc.closed_commands)
-    out += _check_rules("on_close", proc.on_close) + _check_rules("on_archive", proc.on_archive)
+        return [(("process",),
+                 f"process: {proc.name!r} is not one of {', '.join(PROCESS_NAMES)}")]
+    out: list[Problem] = []
+    for i, s in enumerate(proc.steps.values()):
+        out += _check_step(s, i, proc)
+    out += _check_commands("closed_commands", ("closed_commands",), proc.closed_commands)
+    out += _check_rules("on_close", ("on_close",), proc.on_close)
+    out += _check_rules("on_archive", ("on_archive",), proc.on_archive)
     for event in EVENT_LETTERS:
         if event not in proc.letters:
-            out.append(f"letters.{event}: missing (the letter sent on this event)")
+            out.append((("letters",), f"letters.{event}: missing (the letter sent on this "
+                        "event)"))
+    for key in DURATION_SETTINGS:
+        if key in proc.extra:
+            try:
+                _duration(proc.extra[key])
+            except ValueError as e:
+                out.append((("settings", key), f"settings.{key}: {e}"))
+    return out + _unreachable(proc)
+
+
+def _unreachable(proc: ProcessDef) -> list[Problem]:
+    out: list[Problem] = []
     seen, todo = set(), [proc.first.id]
     while todo:
         sid = todo.pop()
@@ -394,13 +464,19 @@ def check_process(proc: ProcessDef) -> list[str]:
             continue
         seen.add(sid)
         todo.append(proc.steps[sid].next)
-    for sid in proc.steps:
+    for i, sid in enumerate(proc.steps):
         if sid not in seen:
-            out.append(f"step {sid!r}: unreachable (no step's next leads to it)")
+            out.append((("steps", i),
+                        f"step {sid!r}: unreachable (no step's next leads to it)"))
     if proc.steps and not any(s.next == ARCHIVE for s in proc.steps.values()
                               if s.id in seen):
-        out.append("no step leads to the archive: a case could never finish")
+        out.append(((), "no step leads to the archive: a case could never finish"))
     return out
+
+
+def check_process(proc: ProcessDef) -> list[str]:
+    """Everything wrong with a definition; an empty list when it can run."""
+    return [msg for _, msg in _problems(proc)]
 
 
 def check_letters(processes: Mapping[str, ProcessDef], known: Iterable[str]) -> list[str]:
@@ -432,7 +508,8 @@ def load_processes(directory: Path | None = None) -> dict[str, ProcessDef]:
             problems.append(str(e))
             continue
         if proc.name != name:
-            problems.append(f"{path}: process: says {proc.name!r}, the file name says {name!r}")
+            problems.append(f"{_where(str(path), text, ('process',))}: process: says "
+                            f"{proc.name!r}, the file name says {name!r}")
             continue
         out[name] = proc
     if problems:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from maild.engine.definitions import Step, parse_deadline
+from maild.calendar.durations import WorkingDuration
+from maild.engine.definitions import Step
 from maild.engine.effects import Decision
 from maild.engine.operations import end_of_day, reply, today
 from maild.engine.workflow import Hooks, Work, open_case
@@ -141,10 +142,9 @@ def _ask_for_explanation(work: Work) -> None:
     work.send(work.proc.letters["delay"], work.roles.addresses("external"),
               cc=work.roles.addresses("contact"), language=work.language)
     work.status = "waiting"
-    after = parse_deadline(str(work.proc.extra.get("delay_chase_after", "2 working days")))
-    if after is not None:
-        work.timer("chase", after.due(work.ctx.calendar, work.ctx.now), "delay_explanation",
-                   {"to": list(work.roles.addresses("external")), "what": "delay_explanation"})
+    wait = WorkingDuration.parse(str(work.proc.extra.get("delay_chase_after", "2 working days")))
+    work.timer("chase", wait.after(work.ctx.calendar, work.ctx.now), "delay_explanation",
+               {"to": list(work.roles.addresses("external")), "what": "delay_explanation"})
 
 
 def _delay(work: Work, command: Command) -> str | None:

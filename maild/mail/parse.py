@@ -8,12 +8,14 @@ headers, a wrong declared charset and quoted encoded-words, all common in Chines
 from __future__ import annotations
 
 import binascii
-import html
 import re
 from email.message import Message
 from email.utils import getaddresses
 
+import inscriptis
 import mailparser
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 from mailparser.exceptions import MailParserRecursionError
 
 from maild.mail.charset import (
@@ -54,14 +56,10 @@ _LIST_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\([^()]*\)?|<[^<>]*>?|[^",(<]+|.',
 _ADDR = re.compile(r"[^\s<>,;@]+@[^\s<>,;@()\[\]\"]+")
 _SAFE_CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.[A-Za-z0-9]{1,8}")
 _META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset=[\"']?([A-Za-z0-9_-]{2,30})", re.I)
-_HTML_SKIP = re.compile(r"<!--|<(script|style|head|title)\b", re.I)
-_HTML_CLOSE = {None: re.compile("-->")} | {
-    tag: re.compile(rf"</{tag}\s*>", re.I) for tag in ("script", "style", "head", "title")
-}
-_HTML_BREAK = re.compile(r"<(?:br\b|/?(?:p|div|tr|li|h[1-6]|table|blockquote|ul|ol|pre)\b)[^<>]*>",
-                         re.I)  # fmt: skip
-_HTML_CELL = re.compile(r"</t[dh]\s*>", re.I)
-_HTML_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+# the browser's own layout (Firefox's defaults): no indented <div>s, no blanks around <span>s,
+# which would split Chinese words
+_HTML_LAYOUT = ParserConfig(css=CSS_PROFILES["strict"].copy())
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lxml cuts the text at a lone surrogate
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -207,20 +205,13 @@ def _defects(reported: list, own: list[str]) -> tuple[str, ...]:
 
 
 def html_to_text(markup: str) -> str:
-    """Readable text from HTML: no tags, scripts or styles; entities unescaped; breaks kept."""
-    if not markup:
+    """Readable text from HTML, laid out by inscriptis (blocks, lists, tables; no scripts,
+    styles, comments or hidden elements; entities unescaped). Lines are stripped: centred
+    layout tables would otherwise indent them by dozens of blanks. Runs of blank lines become
+    one. Elements nested deeper than lxml's limit (255 levels) are dropped."""
+    if not markup.strip():
         return ""
-    pieces, pos = [], 0
-    for match in _HTML_SKIP.finditer(markup):  # linear: each closer is searched once
-        if match.start() < pos:
-            continue
-        pieces.append(markup[pos : match.start()])
-        tag = match.group(1) and match.group(1).lower()
-        end = _HTML_CLOSE[tag].search(markup, match.end())
-        pos = end.end() if end else len(markup)
-    pieces.append(markup[pos:])
-    text = _HTML_CELL.sub(" ", _WS.sub(" ", "".join(pieces)))
-    text = html.unescape(_HTML_TAG.sub("", _HTML_BREAK.sub("\n", text)))
+    text = inscriptis.get_text(_SURROGATE.sub("\ufffd", markup), _HTML_LAYOUT)
     lines = (line.strip() for line in text.replace("\xa0", " ").split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 

@@ -31,10 +31,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from maild import config as cfgmod
 from maild.calendar.business import BusinessCalendar
+from maild.calendar.durations import WorkingDuration
 from maild.classify.directory import Directory
 from maild.engine.apply import moment_text, pause_remaining
 from maild.engine.effects import CLOSED, PAUSABLE, CaseView, Note, SendLetter, SetTimer
@@ -42,28 +43,6 @@ from maild.engine.effects import CLOSED, PAUSABLE, CaseView, Note, SendLetter, S
 LEVEL_NAMES = {"owner": "owner", "head": "department head", "managers": "managers",
                "supplier": "supplier"}
 _WEEKDAYS = {"zh": "一二三四五六日", "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
-
-
-@dataclass(frozen=True)
-class WorkingDuration:
-    """``1d`` (working days, same clock time) or ``2h`` (working hours)."""
-
-    amount: float
-    unit: Literal["d", "h"]
-
-    @classmethod
-    def parse(cls, text: str) -> WorkingDuration:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dh])\s*", text)
-        if not m:
-            raise ValueError(f"{text!r} is not a working-time duration like 1d or 2h")
-        return cls(float(m.group(1)), m.group(2))  # type: ignore[arg-type]
-
-    def after(self, calendar: BusinessCalendar, start: datetime) -> datetime:
-        if self.unit == "d" and self.amount == int(self.amount):
-            return calendar.add_working_days(start, int(self.amount))
-        hours = self.amount if self.unit == "h" else (
-            self.amount * calendar.working_day_length.total_seconds() / 3600)
-        return calendar.add_working(start, timedelta(hours=hours))
 
 
 @dataclass(frozen=True)
