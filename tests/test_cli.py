@@ -1,17 +1,27 @@
-"""The command line as a user meets it: init, config check, explain, cases, demo, systemd."""
+"""The command line as a user meets it: init, config check, explain, cases, digest, db
+upgrade, demo, --version, systemd; and its table printer."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import mail
+from wcwidth import wcswidth
+
+from maild.cli.main import _parser
+from maild.cli.output import table
 
 ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_0_1_0 = ROOT / "tests" / "fixtures" / "schema-0.1.0.sqlite.sql"
 
 
 def maild(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -105,6 +115,100 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     assert "补充一点" in shown.stdout  # the customer's threaded reply
     assert "step: contract 合同/协议签订" in shown.stdout and "legal_review" in shown.stdout
     assert "command_refused" in out
+    preview = tmp_path / "digest.html"
+    p = maild("digest", "-c", str(tmp_path / "demo" / "maild.toml"), "--preview", str(preview),
+              "--now", "2026-12-07T09:00+08:00")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"wrote {preview}") and "2026-客-001" in preview.read_text()
+
+
+def test_version() -> None:
+    p = maild("--version")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "maild 0.1.0\n", "")
+
+
+def _sub_commands(parser: argparse.ArgumentParser,
+                  words: tuple[str, ...] = ()) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every leaf sub-command of ``parser`` ("cases show", ...) and its parser."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(words), parser
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from _sub_commands(sub, (*words, name))
+
+
+def test_every_sub_command_has_a_handler() -> None:
+    """Each leaf sub-command sets ``func``, and the function it names exists (the handlers
+    are imported only when their command runs, so a typo would otherwise show late)."""
+    found = dict(_sub_commands(_parser()))
+    assert sorted(found) == ["cases list", "cases show", "config check", "db upgrade", "demo",
+                             "digest", "explain", "init", "run"]
+    for words, parser in found.items():
+        module, _, name = parser.get_default("func").__qualname__.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), words
+
+
+def test_db_upgrade_on_a_fresh_site_is_up_to_date(tmp_path: Path) -> None:
+    assert maild("init", str(tmp_path)).returncode == 0
+    p = maild("db", "upgrade", "-c", str(tmp_path / "maild.toml"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"{tmp_path / 'maild.toml'}: database up to date\n"
+
+
+def _site_with_database(tmp_path: Path, sql: str) -> Path:
+    """A site from ``maild init`` whose database is replaced by one made from ``sql``."""
+    assert maild("init", str(tmp_path)).returncode == 0
+    db = tmp_path / "var" / "maild.db"
+    db.unlink()
+    with sqlite3.connect(db) as conn:
+        conn.executescript(sql)
+    conn.close()
+    return tmp_path / "maild.toml"
+
+
+def test_run_refuses_an_unmigrated_database_until_db_upgrade(tmp_path: Path) -> None:
+    cfg = _site_with_database(tmp_path, SCHEMA_0_1_0.read_text(encoding="utf-8"))
+    now = ("--now", "2026-12-07T09:00+08:00")
+    p = maild("run", "-c", str(cfg), "--once", *now)
+    assert p.returncode == 1
+    assert p.stderr.startswith("maild: ") and "maild db upgrade" in p.stderr
+    assert "Traceback" not in p.stderr
+    p = maild("db", "upgrade", "-c", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("applied 0")  # 0002_... and whatever came after it
+    assert maild("db", "upgrade", "-c", str(cfg)).stdout.endswith("database up to date\n")
+    p = maild("run", "-c", str(cfg), "--once", *now)
+    assert p.returncode == 0, p.stderr
+
+
+def test_db_upgrade_refuses_tables_that_are_not_maild_s(tmp_path: Path) -> None:
+    cfg = _site_with_database(tmp_path, "CREATE TABLE cases (id INTEGER);")
+    p = maild("db", "upgrade", "-c", str(cfg))
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr.startswith("maild: ") and "table cases lacks columns" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_table_aligns_wide_characters_and_drops_control_characters() -> None:
+    rows = [{"number": "2026-客-001", "subject": "询价\x1b[31m：主板\x07\r", "state": "new"},
+            {"number": "A-1", "subject": "ab\tc\x85", "state": "done"}]
+    lines = table(rows, ("number", "subject", "state")).splitlines()
+    assert lines == ["number       subject         state",
+                     "-----------  --------------  -----",
+                     "2026-客-001  询价[31m：主板  new",
+                     "A-1          ab c            done"]
+    for line, subject, state in [(lines[0], "subject", "state"), (lines[2], "询价", "new"),
+                                 (lines[3], "ab", "done")]:
+        # display columns: 11 (the widest number) + 2, then 14 (the widest subject) + 2
+        assert wcswidth(line[:line.index(subject)]) == 13
+        assert wcswidth(line[:line.rindex(state)]) == 29
+
+
+def test_table_cuts_wide_text_to_the_limit() -> None:
+    lines = table([{"s": "一二三四五六"}], ("s",), limit=7).splitlines()
+    assert lines[2] == "一二三…" and wcswidth(lines[2]) == 7
+    assert table([], ("a",)).splitlines() == ["a", "-", "(none)"]
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")

@@ -10,6 +10,7 @@ its meeting, the supplier case to fulfilment. Tables at the end show what happen
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import email.parser
 import email.policy
@@ -23,7 +24,8 @@ from pathlib import Path
 from maild import config as cfgmod
 from maild.adapters.sources.maildir import deliver
 from maild.app import App
-from maild.cli.actions import table
+from maild.app import build as build_app
+from maild.cli.output import table
 from maild.data import example_config
 from maild.runners.daemon import Daemon
 
@@ -97,7 +99,7 @@ ROUNDS: list[tuple[str, list[tuple[str, str, str, str]]]] = [
 def _letters(sent: Path) -> list[EmailMessage]:
     parser = email.parser.BytesParser(policy=email.policy.default)
     files = sorted((sent / "new").iterdir(), key=lambda p: p.stat().st_mtime_ns)
-    return [parser.parsebytes(f.read_bytes()) for f in files]  # type: ignore[misc]
+    return [parser.parsebytes(f.read_bytes()) for f in files]
 
 
 def _answer(sent: Path, sender: str, to: str, subject: str, text: str) -> bytes | None:
@@ -106,7 +108,7 @@ def _answer(sent: Path, sender: str, to: str, subject: str, text: str) -> bytes 
         if to in f"{letter['To']},{letter.get('Cc', '')}" and subject in str(letter["Subject"]):
             body = letter.get_body(("plain",))
             quoted = "".join(f"> {ln}\n" for ln in
-                             (body.get_content() if body else "").splitlines())  # type: ignore
+                             (body.get_content() if body else "").splitlines())
             return _mail(sender, "Re: " + str(letter["Subject"]),
                          f"{text}\n\n在 2026-12-01 10:00，示例科技有限公司 写道：\n{quoted}",
                          In_Reply_To=str(letter["Message-ID"]))
@@ -117,7 +119,11 @@ async def _cycle(app: App) -> None:
     await Daemon(app).run(once=True)
 
 
-def demo(directory: Path | None) -> int:
+def demo(args: argparse.Namespace) -> int:
+    return run_demo(args.dir)
+
+
+def run_demo(directory: Path | None) -> int:
     logging.getLogger().setLevel(logging.ERROR)  # the tables below tell the story
     root = directory or Path(tempfile.mkdtemp(prefix="maild-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -128,14 +134,14 @@ def demo(directory: Path | None) -> int:
     for raw in sample_mails():
         deliver(inbox, raw)
     print(f"demo folder: {root}\n5 mails delivered to {inbox}; first cycle\n")
-    asyncio.run(_cycle(App.build(cfg, NOW)))
+    asyncio.run(_cycle(build_app(cfg, NOW)))
     for n, (story, answers) in enumerate(ROUNDS, 2):
         for sender, to, subject, text in answers:
             answer = _answer(sent, sender, to, subject, text)
             if answer is not None:
                 deliver(inbox, answer)
         print(f"cycle {n}: {story}")
-        asyncio.run(_cycle(App.build(cfg, NOW)))
+        asyncio.run(_cycle(build_app(cfg, NOW)))
     asyncio.run(_report(cfg))
     print(f"\nletters were written to {sent / 'new'} (one .eml file each)")
     print(f"try: maild cases show -c {root / 'maild.toml'} 2026-客-001")
@@ -143,7 +149,7 @@ def demo(directory: Path | None) -> int:
 
 
 async def _report(cfg: cfgmod.Config) -> None:
-    app = App.build(cfg)
+    app = build_app(cfg)
     await app.store.open()
     try:
         print("\ninbound mail:")

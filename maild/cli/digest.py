@@ -8,9 +8,11 @@ and then sends the outbox, as ``maild run`` would.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
+from maild import config as cfgmod
 from maild.adapters.letters import Rendered
 from maild.app import make_clock, make_mail_sender, make_store
 from maild.config import Config, ConfigError, Manager
@@ -21,7 +23,11 @@ from maild.site import Site
 log = logging.getLogger("maild.digest")
 
 
-async def digest(cfg: Config, args: argparse.Namespace) -> int:
+def digest(args: argparse.Namespace) -> int:
+    return asyncio.run(run_digest(cfgmod.load(args.config), args))
+
+
+async def run_digest(cfg: Config, args: argparse.Namespace) -> int:
     managers = _managers(cfg, args.manager)
     clock = make_clock(args.now)
     site = Site.build(cfg)

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from datetime import datetime
 from typing import Any
 
+from maild import config as cfgmod
 from maild.adapters.letters import LetterError
-from maild.app import make_store
+from maild.app import make_clock, make_store
 from maild.classify.rules import Known, subject_tags
-from maild.config import Config
+from maild.cli.output import print_json
+from maild.config import Config, ConfigError
+from maild.engine.apply import CaseState, apply
+from maild.engine.effects import SendLetter
 from maild.mail.commands import parse_commands
 from maild.mail.message import ParsedMail
 from maild.mail.parse import ParseError, parse_mail
 from maild.site import Site
+
+
+def explain(args: argparse.Namespace) -> int:
+    cfg = cfgmod.load(args.config)
+    try:
+        raw = args.mail.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{args.mail}: cannot read: {e}") from e
+    result = asyncio.run(explain_mail(cfg, raw, make_clock(args.now)()))
+    if args.json:
+        print_json(result)
+    else:
+        print(format_text(result))
+    return 0
 
 
 async def _known(cfg: Config, mail: ParsedMail) -> tuple[Known, str]:
@@ -48,14 +68,19 @@ async def explain_mail(cfg: Config, raw: bytes, now: datetime) -> dict[str, Any]
         finally:
             await store.close()
     decision = site.decide(mail, cls, case, now)
+    # the case after it, by the same pure apply the store uses (timers as far as shown)
+    applied = apply(CaseState(case) if case is not None else None, decision, now,
+                    site.calendar, number=cls.case_number or "(new number)")
+    after = applied.case.view if applied.case is not None else None
     letters = site.letters
     out_letters = []
-    for letter in decision.letters():
+    for letter in applied.outputs:
+        if not isinstance(letter, SendLetter):
+            continue
         entry: dict[str, Any] = {"letter": letter.letter, "language": letter.language,
                                  "to": list(letter.to), "cc": list(letter.cc)}
         try:
-            r = letters.render(letter.letter, letter.language,
-                               {**letter.context, "number": cls.case_number or "(new number)"})
+            r = letters.render(letter.letter, letter.language, letter.context)
             entry.update(subject=r.subject, text=r.text)
         except LetterError as e:
             entry["error"] = str(e)
@@ -67,6 +92,11 @@ async def explain_mail(cfg: Config, raw: bytes, now: datetime) -> dict[str, Any]
                      for c in parse_commands(mail.text, mail.subject)],
         "decision": decision.summary,
         "effects": [type(e).__name__ for e in decision.effects], "letters": out_letters,
+        "case": None if after is None else {
+            "number": after.number, "step": after.step, "status": after.status,
+            "due_at": after.due_at.isoformat() if after.due_at else None},
+        "timers": [{"kind": t.kind, "key": t.key, "state": t.state,
+                    "due_at": t.due_at.isoformat()} for t in applied.timers],
         "defects": list(mail.defects),
     }
 
@@ -88,6 +118,10 @@ def format_text(r: dict[str, Any]) -> str:
     for c in r.get("commands", []):
         lines.append(f"command: {c['line']}  ({c['command'] or 'unknown'}, from the {c['source']})")
     lines += ["", f"decision: {r['decision']}"]
+    if r.get("case") and r["case"]["due_at"]:
+        lines.append(f"due:      {r['case']['due_at']}")
+    for t in r.get("timers", []):
+        lines.append(f"timer:    {t['kind']} {t['key']} {t['state']} {t['due_at']}")
     for letter in r["letters"]:
         lines.append(f"letter {letter['letter']}.{letter['language']} → {', '.join(letter['to'])}")
         if "error" in letter:
@@ -98,4 +132,4 @@ def format_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["explain_mail", "format_text"]
+__all__ = ["explain", "explain_mail", "format_text"]

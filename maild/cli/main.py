@@ -1,20 +1,44 @@
-"""The ``maild`` command line: the user's stable interface (PRODUCT.md section 4)."""
+"""The ``maild`` command line: the user's stable interface (docs/SPECIFICATION.md, "Command line")."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import maild
 from maild import config as cfgmod
 from maild.config import ConfigError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _version() -> str:
+    try:
+        return version("maild")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return maild.__version__
+
+
+def _command(target: str) -> Handler:
+    """The handler ``"module:function"`` of a sub-command, imported only when it runs: the
+    store, the site and the runners take a second to import, which ``--help`` and
+    ``--version`` need not wait for."""
+    module, _, name = target.partition(":")
+
+    def handler(args: argparse.Namespace) -> int:
+        func: Handler = getattr(importlib.import_module(module), name)
+        return func(args)
+
+    handler.__qualname__ = target
+    return handler
 
 
 def _iso(value: str) -> datetime:
@@ -28,27 +52,38 @@ def _iso(value: str) -> datetime:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maild", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    p.add_argument("--version", action="version", version=f"maild {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("init", help="write an example config and an empty database")
     s.add_argument("dir", nargs="?", default=".", type=Path)
     s.add_argument("--force", action="store_true", help="overwrite an existing maild.toml")
+    s.set_defaults(func=_command("maild.cli.init:init"))
 
     s = sub.add_parser("run", help="poll the mailbox and send letters")
     s.add_argument("-c", "--config", required=True, type=Path)
     s.add_argument("--once", action="store_true", help="one cycle, then exit")
     s.add_argument("--now", type=_iso, help="fix the clock for this run (ISO 8601)")
+    s.set_defaults(func=_command("maild.cli.run:run"))
 
     s = sub.add_parser("config", help="configuration tools")
     csub = s.add_subparsers(dest="config_command", required=True)
     c = csub.add_parser("check", help="validate the config, templates and calendar")
     c.add_argument("-c", "--config", required=True, type=Path)
+    c.set_defaults(func=_command("maild.cli.check:check"))
+
+    s = sub.add_parser("db", help="database tools")
+    csub = s.add_subparsers(dest="db_command", required=True)
+    c = csub.add_parser("upgrade", help="apply the schema migrations the database lacks")
+    c.add_argument("-c", "--config", required=True, type=Path)
+    c.set_defaults(func=_command("maild.cli.db:upgrade"))
 
     s = sub.add_parser("explain", help="dry run: how one mail would be handled")
     s.add_argument("-c", "--config", required=True, type=Path)
     s.add_argument("mail", type=Path)
     s.add_argument("--json", action="store_true")
     s.add_argument("--now", type=_iso)
+    s.set_defaults(func=_command("maild.cli.explain:explain"))
 
     s = sub.add_parser("cases", help="list and show cases")
     csub = s.add_subparsers(dest="cases_command", required=True)
@@ -57,10 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.add_argument("--open", action="store_true", help="only open and waiting cases")
     c.add_argument("--process", choices=cfgmod.PROCESSES)
+    c.set_defaults(func=_command("maild.cli.cases:list_cases"))
     c = csub.add_parser("show")
     c.add_argument("-c", "--config", required=True, type=Path)
     c.add_argument("case")
     c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_command("maild.cli.cases:show_case"))
 
     s = sub.add_parser("digest", help="the weekly manager digest: print, preview or send it")
     s.add_argument("-c", "--config", required=True, type=Path)
@@ -71,9 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--manager", metavar="ADDRESS",
                    help="the manager whose digest to preview or print (default: every one)")
     s.add_argument("--now", type=_iso, help="fix the clock for this run (ISO 8601)")
+    s.set_defaults(func=_command("maild.cli.digest:digest"))
 
     s = sub.add_parser("demo", help="the whole flow on embedded defaults, no servers")
     s.add_argument("--dir", type=Path, help="keep the demo here (default: a temporary folder)")
+    s.set_defaults(func=_command("maild.cli.demo:demo"))
     return p
 
 
@@ -87,24 +126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tortoise").setLevel(logging.WARNING)
     # two lines per scheduled run (cycle, timers) would drown the log; errors still show
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
-    from maild.cli import actions as subcommands
+    from maild.store import SchemaError
 
     try:
-        return int(subcommands.dispatch(args) or EXIT_OK)
+        return int(args.func(args) or EXIT_OK)
     except ConfigError as e:
         print(f"maild: configuration error:\n{e}", file=sys.stderr)
         return EXIT_ERROR
+    except SchemaError as e:  # e.g. `maild run` on a database that needs `maild db upgrade`
+        print(f"maild: {e}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
-
-
-def print_json(value: object) -> None:
-    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
-
-
-def run_async(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
