@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from maild import config as cfgmod
 from maild.adapters.senders import MailSender, SendThread, make_sender
 from maild.adapters.sources.base import MailSource
 from maild.config import Config, ConfigError
+from maild.runners.daemon import App, Daemon
 from maild.runners.intake import Intake
 from maild.site import Site
 from maild.store import Store
@@ -47,25 +48,22 @@ def make_mail_sender(cfg: Config) -> MailSender:
                        timeout=s.timeout)
 
 
-@dataclass
-class App:
-    cfg: Config
-    site: Site
-    clock: Callable[[], datetime]
-    store: Store
-    source: MailSource
-    sender: MailSender
-    intake: Intake
-
-    @classmethod
-    def build(cls, cfg: Config, now: datetime | None = None) -> App:
-        clock = make_clock(now)
-        # read once; a definition naming a missing letter stops us here
-        site = Site.build(cfg)
-        store = make_store(cfg)
-        source = make_source(cfg)
-        return cls(cfg, site, clock, store, source, SendThread(make_mail_sender(cfg)),
-                   Intake(site, source, store, clock))
+def build(cfg: Config, now: datetime | None = None) -> App:
+    """Every part the daemon runs, wired from the config."""
+    clock = make_clock(now)
+    # read once; a definition naming a missing letter stops us here
+    site = Site.build(cfg)
+    store = make_store(cfg)
+    source = make_source(cfg)
+    return App(cfg, site, clock, store, source, SendThread(make_mail_sender(cfg)),
+               Intake(site, source, store, clock))
 
 
-__all__ = ["App", "ConfigError", "make_clock", "make_store"]
+def run(cfg: Config, *, once: bool, now: datetime | None = None) -> App:
+    """``maild run``: the daemon, until stopped (or one cycle)."""
+    app = build(cfg, now)
+    asyncio.run(Daemon(app).run(once))
+    return app
+
+
+__all__ = ["App", "ConfigError", "build", "make_clock", "make_store", "run"]

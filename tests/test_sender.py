@@ -15,7 +15,7 @@ from test_store import Deciding
 
 from maild.adapters.senders import SendError, SendThread, SmtpSender
 from maild.adapters.sources.maildir import deliver
-from maild.app import App
+from maild.app import build as build_app
 from maild.runners.daemon import Daemon
 from maild.runners.intake import COMMIT_EVERY
 from maild.runners.outbox import drain
@@ -193,7 +193,7 @@ async def test_an_error_in_the_send_thread_reaches_the_drain_after_the_marks(
 async def test_the_daemon_sends_while_the_intake_is_still_deciding(
         tmp_path: Path, smtp_sink: SmtpSink) -> None:
     cfg = make_config(tmp_path, f'[smtp]\nurl = "smtp://{smtp_sink.host}:{smtp_sink.port}"\n')
-    app = App.build(cfg, NOW)
+    app = build_app(cfg, NOW)
     inbox = tmp_path / "var" / "mail"
     n = 3 * COMMIT_EVERY
     for i in range(n):

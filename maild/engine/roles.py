@@ -1,8 +1,8 @@
 """Who holds a process role on a case, and whom a role stands for when a letter goes out.
 
-Roles are the vocabulary of ``maild.engine.definitions.ROLES`` (plus ``dept:NAME``), resolved against
-the directory and the case's own facts (initiator, receiving department, participants,
-contact, external parties, action items). Pure lookups, no I/O.
+Roles are the vocabulary of ``maild.engine.definitions.ROLES`` (plus ``dept:NAME``),
+resolved against the directory and the case's own facts (initiator, receiving department,
+participants, contact, external parties, action items). Pure lookups, no I/O.
 """
 
 from __future__ import annotations

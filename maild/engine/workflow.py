@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from maild.classify.rules import Classification, clean_subject
+from maild.engine.acknowledge import acknowledge, language_for
 from maild.engine.definitions import ARCHIVE, LetterRule, ProcessDef, Step, role_label
 from maild.engine.effects import (
     CancelTimers,
@@ -33,6 +34,7 @@ from maild.engine.effects import (
     SetTimer,
     UpdateCase,
 )
+from maild.engine.letter_context import case_context
 from maild.engine.roles import CaseFacts, Roles
 from maild.mail.commands import COMMANDS, Command, parse_commands, strip_commands
 from maild.mail.message import ParsedMail
@@ -228,11 +230,11 @@ class Work:
         now, cal = self.ctx.now, self.ctx.calendar
         rule = step.deadline_for(self.urgent)
         if rule is not None:
-            self.set_due(rule.due(cal, now))
+            self.set_due(rule.after(cal, now))
         elif self.due is not None:
             self.set_due(None)
         if step.chase is not None and step.waits_on == "external":
-            self.timer("chase", step.chase.after.due(cal, now), step.chase.what,
+            self.timer("chase", step.chase.after.after(cal, now), step.chase.what,
                        {"to": list(self.roles.addresses("external")), "what": step.chase.what})
         if step.progress_days:
             self.timer("progress", now + timedelta(days=step.progress_days), "",
@@ -371,8 +373,6 @@ class Work:
     # -- the result ------------------------------------------------------------------------
 
     def decision(self, summary: str = "") -> Decision:
-        from maild.engine.letter_context import case_context
-
         for rules, step_id in self.rule_letters:
             self._rule_letters(rules, step_id)
         self.data["pending"] = self.pending()
@@ -408,8 +408,6 @@ class Work:
 
     def letter_only(self, letter: str, summary: str, **extra: Any) -> Decision:
         """Open nothing: one automatic letter to the sender (e.g. what is missing)."""
-        from maild.engine.letter_context import case_context
-
         self.step = self.step or self.proc.first.id
         step = self.proc.step(self.step)
         lang = self.ctx.language
@@ -436,8 +434,6 @@ class Work:
 
 def open_case(hooks: Hooks, mail: ParsedMail, cls: Classification, ctx: Context) -> Decision:
     """A mail that starts a case: open it at the first step and acknowledge it."""
-    from maild.handlers.common import acknowledge, language_for
-
     proc = ctx.processes[cls.process or ""]
     work = Work(proc, hooks, mail, cls, ctx, None)
     early = hooks.open(work)

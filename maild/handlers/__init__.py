@@ -2,8 +2,9 @@
 
 ``open(mail, cls, ctx)`` decides on a mail that starts a new case; ``reply(case, mail, cls,
 ctx)`` on one that belongs to an existing case. Both are pure and return a Decision. Each
-handler is the generic engine (``maild.engine.workflow``, ``maild.engine.operations``) with the process's
-own hooks; ``load_definitions`` checks that the definitions and the hooks fit together.
+handler is the generic engine (``maild.engine.workflow``, ``maild.engine.operations``)
+with the process's own hooks; ``load_definitions`` checks that the definitions and the
+hooks fit together. ``decide`` dispatches a mail to its handler.
 """
 
 from __future__ import annotations

@@ -6,49 +6,11 @@ import re
 from typing import Any
 
 from maild import config as cfgmod
-from maild.classify.rules import Classification, clean_subject
-from maild.engine.effects import Context, SendLetter
+from maild.engine.acknowledge import PROCESS_LABELS, acknowledge, language_for, reply_address
+from maild.engine.operations import resolve_person
 from maild.engine.workflow import Work
-from maild.mail.message import ParsedMail
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-PROCESS_LABELS = {
-    "zh": {"customer": "客户需求", "supplier": "供应商协同", "internal": "跨部门协作"},
-    "en": {"customer": "customer request", "supplier": "supplier matter",
-           "internal": "cross-department request"},
-}
-
-
-def reply_address(mail: ParsedMail) -> str:
-    if mail.reply_to and mail.reply_to[0].addr:
-        return mail.reply_to[0].addr
-    return mail.from_.addr
-
-
-def language_for(mail: ParsedMail, cls: Classification, ctx: Context) -> str:
-    """The party's configured language, else English for mail without any Chinese."""
-    party = cls.sender.party
-    if party is not None and party.language:
-        return party.language
-    if not _CJK.search(mail.subject) and not _CJK.search(mail.text[:4000]):
-        return "en"
-    return ctx.language
-
-
-def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: str,
-                language: str, extra: dict[str, object] | None = None) -> SendLetter:
-    """The acknowledgement letter for a new case; the store adds the case ``number``."""
-    context = {
-        "org_name": ctx.org_name,
-        "sender_name": mail.from_.name or mail.from_.addr,
-        "subject": clean_subject(mail.subject) or mail.subject,
-        "process_label": PROCESS_LABELS[language][process],
-        "urgent": cls.urgent,
-        "received_at": ctx.now.astimezone(ctx.calendar.tz).strftime("%Y-%m-%d %H:%M"),
-        **(extra or {}),
-    }
-    return SendLetter("ack", (reply_address(mail),), context, language)
 
 
 def addresses_in(text: str) -> list[str]:
@@ -84,8 +46,6 @@ def output(work: Work, name: str, text: str = "") -> None:
 
 def assign_contact(work: Work, who: str) -> str | None:
     """``#assign`` on an external case: a new contact, told by letter."""
-    from maild.engine.operations import resolve_person
-
     addr = resolve_person(work, who)
     if addr is None or not work.roles.in_directory(addr):
         return work.t(f"「{who}」不是通讯录中的员工或部门", f"{who!r} is not staff or a department")
@@ -103,3 +63,6 @@ def assign_contact(work: Work, who: str) -> str | None:
 
 def facts(work: Work) -> dict[str, Any]:
     return {"opened_by": "staff" if work.is_staff else "party"}
+
+
+__all__ = ["PROCESS_LABELS", "acknowledge", "language_for", "reply_address"]

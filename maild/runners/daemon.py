@@ -15,19 +15,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tortoise.exceptions import DBConnectionError
 
-from maild.adapters.sources.base import MailSourceError
-from maild.app import App
+from maild.adapters.senders import MailSender
+from maild.adapters.sources.base import MailSource, MailSourceError
 from maild.calendar.business import uncovered_years
 from maild.config import Config
+from maild.runners.intake import Intake
 from maild.runners.outbox import drain
 from maild.runners.sweeper import Sweeper
+from maild.site import Site
+from maild.store import Store
 
 log = logging.getLogger("maild.daemon")
+
+
+@dataclass
+class App:
+    """The wired parts the daemon runs (``maild.app.build`` wires them from the config)."""
+
+    cfg: Config
+    site: Site
+    clock: Callable[[], datetime]
+    store: Store
+    source: MailSource
+    sender: MailSender
+    intake: Intake
 
 
 class Daemon:
@@ -120,7 +138,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        await self.app.store.open()
+        await self.app.store.open(migrate="empty")  # an existing database: maild db upgrade
         self.warn_uncovered_years()
         try:
             if once:
@@ -162,7 +180,3 @@ class Daemon:
             scheduler.shutdown(wait=False)
 
 
-def run(cfg: Config, *, once: bool, now: datetime | None = None) -> App:
-    app = App.build(cfg, now)
-    asyncio.run(Daemon(app).run(once))
-    return app

@@ -1,8 +1,9 @@
-"""Intake: mailbox -> raw store -> parse -> classify -> decide -> one transaction -> move.
+"""Intake: mailbox -> raw store -> parse -> classify -> decide -> apply -> commit -> move.
 
 Order matters for crash safety. Raw bytes and a ``received`` row are committed before any
-decision; the decision, its case change and its letters are committed together; only then
-is the mailbox copy moved. A crash anywhere repeats at most the step in hand: a ``received``
+decision; each decision, its case change and its letters are written in a savepoint, and
+the decisions of 25 mails are committed together with the UID checkpoint; only then is the
+mailbox copy moved. A crash anywhere repeats at most the step in hand: a ``received``
 row is decided again (its earlier transaction never committed), a decided row is only moved.
 """
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from maild.calendar.durations import WorkingDuration
 from maild.config import Manager
 from maild.engine.effects import SendLetter
 from maild.schedule.digest import Schedule, context, period, week_key
-from maild.schedule.firing import FireContext, WorkingDuration
+from maild.schedule.firing import FireContext
 from maild.site import Site
 from maild.store import ApplyEnv, Store
 from maild.store.digest import already_sent, gather, record_and_enqueue

@@ -202,13 +202,13 @@ class ImapSource:
             for i in range(0, len(wanted), self.batch):
                 uidset = ",".join(map(str, wanted[i : i + self.batch]))
                 if use_move:
-                    typ, data = mb.client.uid("MOVE", uidset, target)
+                    typ, data = mb.client.uid("MOVE", uidset, target)  # type: ignore[arg-type]
                     if typ != "OK" and b"EXPUNGEISSUED" in b"".join(_as_bytes(data)):
                         # another client (a second daemon) moved some first: move the rest
                         uidset = _still_there(mb, uidset)
                         if not uidset:
                             continue
-                        typ, data = mb.client.uid("MOVE", uidset, target)
+                        typ, data = mb.client.uid("MOVE", uidset, target)  # type: ignore[arg-type]
                     _check(typ, data, "UID MOVE")
                 else:
                     self._copy_delete(mb, uidset, target)
@@ -247,7 +247,8 @@ class ImapSource:
         return [Fetched(uid, raw_by_uid[uid]) for uid in uids if uid in raw_by_uid]
 
     def _copy_delete(self, mb: BaseMailBox, uidset: str, target: bytes) -> None:
-        _check(*mb.client.uid("COPY", uidset, target), "UID COPY")
+        _check(*mb.client.uid("COPY", uidset, target),  # type: ignore[arg-type]
+               "UID COPY")
         _check(*mb.client.uid("STORE", uidset, "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE")
         if "UIDPLUS" in mb.client.capabilities:
             _check(*mb.client.uid("EXPUNGE", uidset), "UID EXPUNGE")
