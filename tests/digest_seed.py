@@ -7,8 +7,10 @@ Monday 2026-12-07 09:00 in Shanghai; the period is 2026-11-30 to 2026-12-06.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
-from timing import Desk, sh
+from support import DIRECTORY_TOML, open_store
+from timing import MANAGERS_TOML, Desk, sh
 
 from maild.engine.effects import SetTimer, UpdateCase
 from maild.schedule.firing import notice_at, response_due
@@ -128,3 +130,18 @@ async def _sweep_until(desk: Desk, moment: datetime, until: datetime) -> datetim
         await desk.sweep(moment)
         moment += timedelta(minutes=30)
     return moment
+
+
+def write_config(base: Path, extra: str = "") -> Path:
+    cfg = base / "maild.toml"
+    cfg.write_text('[database]\nurl = "sqlite://maild.db"\n[mailbox]\nurl = "maildir://mail"\n'
+                   '[smtp]\nurl = "maildir://sent"\n' + DIRECTORY_TOML + MANAGERS_TOML + extra,
+                   encoding="utf-8")
+    for sub in ("tmp", "new", "cur"):
+        (base / "mail" / sub).mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+async def seed_sqlite(base: Path) -> None:
+    async with open_store("sqlite", base) as store:
+        await seed(Desk(store, base))

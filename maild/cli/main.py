@@ -1,4 +1,4 @@
-"""The ``maild`` command line: the user's stable interface (docs/SPECIFICATION.md, "Command line")."""
+"""The ``maild`` command line: the user's stable interface (docs/SPECIFICATION.md)."""
 
 from __future__ import annotations
 

@@ -6,22 +6,20 @@ import asyncio
 import email
 import email.policy
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support import NOW, mail, make_config, open_store
+from deciding import Deciding
+from support import NOW, mail, open_store
 from tortoise.exceptions import ValidationError
 from tortoise.transactions import in_transaction
 
 from maild.adapters.letters import LetterError, Letters
 from maild.adapters.sources.base import Fetched
-from maild.classify.rules import Classification, subject_tags
+from maild.classify.rules import Classification
 from maild.engine.effects import Decision, OpenCase, SetTimer, UpdateCase
 from maild.mail.parse import parse_mail
-from maild.runners.intake import Intake
-from maild.site import Site
 from maild.store import Store
 from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 
@@ -30,36 +28,6 @@ from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with open_store(request.param, tmp_path) as s:
         yield s
-
-
-class Deciding:
-    """Decide and apply one raw mail the way the intake does, without a mailbox."""
-
-    def __init__(self, store: Store, base: Path, letters: Letters | None = None) -> None:
-        self.store = store
-        self.cfg = make_config(base)
-        site = Site.build(self.cfg)
-        self.site = site if letters is None else replace(site, letters=letters)
-        self.intake = Intake(self.site, None, store, lambda: NOW)  # type: ignore[arg-type]
-        self.uid = 0
-
-    def limit_replies(self, per_hour: int) -> None:
-        limits = self.cfg.limits.model_copy(update={"replies_per_sender_per_hour": per_hour})
-        self.site = replace(self.site, cfg=self.cfg.model_copy(update={"limits": limits}))
-        self.intake.site = self.site
-
-    async def feed(self, raw: bytes, now=NOW) -> tuple[Message, str | None]:
-        self.uid += 1
-        [row] = await self.store.record_fetched(
-            "test", 1, self.store.keep_raw([Fetched(self.uid, raw)]), now)
-        m = parse_mail(raw)
-        known = await self.store.known(m, subject_tags(m.subject))
-        cls = self.site.classify(m, known)
-        case = await self.store.case_view(cls.case_number) if cls.case_number else None
-        decision = self.site.decide(m, cls, case, now)
-        number = await self.store.apply(row, m, cls, decision, self.intake.apply_env(now),
-                                        "Processed")
-        return row, number
 
 
 async def test_raw_bytes_kept_before_anything_and_rows_idempotent(store: Store) -> None:

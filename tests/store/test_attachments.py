@@ -8,32 +8,20 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from deciding import Deciding
 from support import NOW, mail, open_store
 
-from maild.adapters.sources.base import Fetched
-from maild.classify.rules import subject_tags
-from maild.config import parse_config
-from maild.mail.parse import parse_mail
-from maild.runners.intake import Intake
-from maild.site import Site
 from maild.store import Store
 from maild.store.attachments import ContentStore, safe_name
 from maild.store.models import Attachment, TimelineEntry
 
 SITE = """
-[organisation]
-address = "service@example.test"
-[routing]
-staff_domains = ["corp.example.test"]
 [limits]
 max_attachment_bytes = 1000
 [[directory.departments]]
 name = "采购部"
 short = "采"
 head = "zhou@corp.example.test"
-[[directory.suppliers]]
-name = "恒达材料"
-addresses = ["sales@hengda.example.cn"]
 """
 INTENT = "供应商：sales@hengda.example.cn\n合作范围：铝合金外壳 500 件\n"
 
@@ -44,38 +32,28 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield s
 
 
-class Feeder:
-    def __init__(self, store: Store, base: Path) -> None:
-        self.store = store
-        self.cfg = parse_config(SITE, "t.toml", str(base))
-        self.site = Site.build(self.cfg)
-        self.intake = Intake(self.site, None, store, lambda: NOW)  # type: ignore[arg-type]
-        self.uid = 0
+class Feeder(Deciding):
+    """The shared test site with a 采购部 and a 1000-byte attachment limit."""
 
-    async def feed(self, raw: bytes, now: datetime = NOW) -> str | None:
-        self.uid += 1
-        [row] = await self.store.record_fetched(
-            "t", 1, self.store.keep_raw([Fetched(self.uid, raw)]), now)
-        m = parse_mail(raw)
-        known = await self.store.known(m, subject_tags(m.subject))
-        cls = self.site.classify(m, known)
-        case = await self.store.case_view(cls.case_number) if cls.case_number else None
-        return await self.store.apply(row, m, cls, self.site.decide(m, cls, case, now),
-                                      self.intake.apply_env(now), "Processed")
+    def __init__(self, store: Store, base: Path) -> None:
+        super().__init__(store, base, extra=SITE)
+
+    async def number(self, raw: bytes, now: datetime = NOW) -> str | None:
+        return (await self.feed(raw, now))[1]
 
 
 async def test_attachments_are_stored_once_and_linked_as_outputs(store: Store,
                                                                   tmp_path: Path) -> None:
     f = Feeder(store, tmp_path)
-    number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
+    number = await f.number(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
     quote = b"%PDF-1.4 quote " * 10
     licence = b"%PDF-1.4 licence"
     reply = mail("sales@hengda.example.cn", f"Re: [{number}] 外壳采购", "附上资质和报价。",
                  attachments=(("报价单.pdf", quote), ("../../营业执照.pdf", licence)))
-    assert await f.feed(reply) == number
+    assert await f.number(reply) == number
     again = mail("sales@hengda.example.cn", f"Re: [{number}] 外壳采购", "再发一次报价。",
                  attachments=(("报价单(1).pdf", quote),))
-    await f.feed(again)
+    await f.number(again)
     rows = await Attachment.filter(case__number=number).order_by("id")
     assert [(a.filename, a.output, a.size) for a in rows] == [
         ("报价单.pdf", "供应商资质文件及报价", len(quote)),
@@ -93,8 +71,8 @@ async def test_attachments_are_stored_once_and_linked_as_outputs(store: Store,
 async def test_an_attachment_over_the_limit_is_not_kept_and_the_case_says_so(
         store: Store, tmp_path: Path) -> None:
     f = Feeder(store, tmp_path)
-    number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
-    await f.feed(mail("sales@hengda.example.cn", f"Re: [{number}] 外壳采购", "大文件。",
+    number = await f.number(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
+    await f.number(mail("sales@hengda.example.cn", f"Re: [{number}] 外壳采购", "大文件。",
                       attachments=(("图纸.dwg", b"x" * 5000),)))
     assert await Attachment.filter(case__number=number).count() == 0
     [note] = await TimelineEntry.filter(case__number=number, kind="attachment_refused")
@@ -128,7 +106,7 @@ async def test_an_older_database_gets_the_owner_column(store: Store, tmp_path: P
     assert await store.upgrade() == ["0002_outbox_lease_owner_index"]
     await store.open()  # again: nothing to do
     f = Feeder(store, tmp_path)
-    number = await f.feed(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
+    number = await f.number(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))
     assert (await store.case(number))["owner"] == ["zhou@corp.example.test"]  # type: ignore
 
 

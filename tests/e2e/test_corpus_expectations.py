@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "mail-parser"
 NOT_SAMPLES = {"LICENSE.txt", "NOTICE.txt", "README.md"}
 EXPECTED = ".expected.toml"

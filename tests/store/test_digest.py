@@ -14,9 +14,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from digest_seed import DIGEST_AT, seed
-from support import DIRECTORY_TOML, open_store
-from timing import MANAGERS_TOML, Desk, sh
+from digest_seed import DIGEST_AT, seed, seed_sqlite, write_config
+from support import open_store
+from timing import Desk, sh
 
 from maild import config as cfgmod
 from maild.adapters.letters import Letters
@@ -24,7 +24,7 @@ from maild.engine.effects import CancelTimers
 from maild.schedule.digest import Schedule, period
 from maild.store.models import DigestSent, Outbox
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "digest"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "digest"
 UPDATE = os.environ.get("MAILD_UPDATE_GOLDENS") == "1"
 SH = ZoneInfo("Asia/Shanghai")
 CHEN = "chen@corp.example.test"  # every department
@@ -189,24 +189,9 @@ async def test_disabled_or_without_managers_nothing_is_sent(tmp_path: Path) -> N
 
 # -- the command line ------------------------------------------------------------------------
 
-def write_config(base: Path, extra: str = "") -> Path:
-    cfg = base / "maild.toml"
-    cfg.write_text('[database]\nurl = "sqlite://maild.db"\n[mailbox]\nurl = "maildir://mail"\n'
-                   '[smtp]\nurl = "maildir://sent"\n' + DIRECTORY_TOML + MANAGERS_TOML + extra,
-                   encoding="utf-8")
-    for sub in ("tmp", "new", "cur"):
-        (base / "mail" / sub).mkdir(parents=True, exist_ok=True)
-    return cfg
-
-
 def maild(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "maild", *args], capture_output=True,
                           text=True, timeout=120, cwd=cwd)
-
-
-async def seed_sqlite(base: Path) -> None:
-    async with open_store("sqlite", base) as store:
-        await seed(Desk(store, base))
 
 
 def sent_letters(base: Path) -> list[email.message.EmailMessage]:

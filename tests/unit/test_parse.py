@@ -103,7 +103,7 @@ def test_install_aliases_overrides_labels_already_cached() -> None:
         "word = email.header.decode_header('=?gb2312?B?6UY=?=')\n"
         "assert str(email.header.make_header(word)) == '\\u9555', 'email kept gb2312'\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=False
     )

@@ -20,7 +20,7 @@ from wcwidth import wcswidth
 from maild.cli.main import _parser
 from maild.cli.output import table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_0_1_0 = ROOT / "tests" / "fixtures" / "schema-0.1.0.sqlite.sql"
 
 

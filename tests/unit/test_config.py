@@ -71,6 +71,6 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 
 
 def test_the_shipped_example_config_loads() -> None:
-    example = Path(__file__).resolve().parents[1] / "config" / "maild.example.toml"
+    example = Path(__file__).resolve().parents[2] / "config" / "maild.example.toml"
     cfg = cfgmod.load(example)
     assert [d.short for d in cfg.directory.departments] == ["技", "市", "法", "采", "质", "财"]

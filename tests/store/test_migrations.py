@@ -18,7 +18,7 @@ from support import pg_database
 from maild.store import SchemaError, Store, schema
 from maild.store.models import Case, Outbox, Timer
 
-FIXTURE = Path(__file__).parent / "fixtures" / "schema-0.1.0.sqlite.sql"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "schema-0.1.0.sqlite.sql"
 TABLES = ["cases", "timeline", "timers", "outbox", "messages", "counters", "checkpoints",
           "digests", "attachments"]
 FIXTURE_ROWS = {"cases": 4, "timeline": 57, "timers": 5, "outbox": 19, "messages": 34,

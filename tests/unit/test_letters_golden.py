@@ -21,7 +21,7 @@ from maild.engine.workflow import Work
 from maild.handlers import HOOKS, load_definitions
 from maild.mail.parse import parse_mail
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 REGEN = os.environ.get("MAILD_REGEN_GOLDEN") == "1"
 PROCS = load_definitions(None)
 #: the letters the process definitions send, plus the spine's two first answers

@@ -9,9 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from deciding import Deciding
 from servers import SmtpSink, free_port
 from support import NOW, mail, make_config
-from test_store import Deciding
 
 from maild.adapters.senders import SendError, SendThread, SmtpSender
 from maild.adapters.sources.maildir import deliver

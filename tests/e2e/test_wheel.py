@@ -43,7 +43,7 @@ from packaging.version import Version
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "maild" / "data"
 MARKER = "WHEEL-TEST-MARKER: rendered from the installed wheel"
 

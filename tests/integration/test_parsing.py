@@ -223,7 +223,8 @@ def alive(pid: int) -> bool:
 def test_a_worker_whose_daemon_was_killed_ends_too(tmp_path: Path, when: str) -> None:
     script = tmp_path / "orphan.py"
     script.write_text(ORPHAN_SCRIPT, encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script), str(Path(__file__).parent), when],
+    tests = Path(__file__).resolve().parents[1]  # where support.py and servers.py live
+    proc = subprocess.run([sys.executable, str(script), str(tests), when],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     [pid] = [int(p) for p in proc.stdout.split()]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from chromium import chromium_binary, render
-from test_digest import seed_sqlite, write_config
+from digest_seed import seed_sqlite, write_config
 
 pytestmark = pytest.mark.slow
 
