@@ -8,14 +8,13 @@ headers, a wrong declared charset and quoted encoded-words, all common in Chines
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from email.message import Message
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
-import inscriptis
 import mailparser
-from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.model.config import ParserConfig
 from mailparser.exceptions import MailParserRecursionError
 
 from maild.mail.charset import (
@@ -26,6 +25,9 @@ from maild.mail.charset import (
     recover_raw,
 )
 from maild.mail.message import Address, Attachment, ParsedMail
+
+if TYPE_CHECKING:
+    from inscriptis.model.config import ParserConfig
 
 __all__ = ["ParseError", "parse_mail"]
 
@@ -58,7 +60,6 @@ _SAFE_CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.[A-Za-z0-9]{1,8}")
 _META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset=[\"']?([A-Za-z0-9_-]{2,30})", re.I)
 # the browser's own layout (Firefox's defaults): no indented <div>s, no blanks around <span>s,
 # which would split Chinese words
-_HTML_LAYOUT = ParserConfig(css=CSS_PROFILES["strict"].copy())
 _SURROGATE = re.compile("[\ud800-\udfff]")  # lxml cuts the text at a lone surrogate
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -211,9 +212,23 @@ def html_to_text(markup: str) -> str:
     one. Elements nested deeper than lxml's limit (255 levels) are dropped."""
     if not markup.strip():
         return ""
-    text = inscriptis.get_text(_SURROGATE.sub("\ufffd", markup), _HTML_LAYOUT)
+    # imported here: inscriptis brings lxml (about 6 MB in each process), which only mail
+    # with HTML and no text part needs
+    import inscriptis
+
+    text = inscriptis.get_text(_SURROGATE.sub("\ufffd", markup), _html_layout())
     lines = (line.strip() for line in text.replace("\xa0", " ").split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+@functools.cache
+def _html_layout() -> ParserConfig:
+    """inscriptis's strict layout: no indented divs and no blanks around spans (which would
+    split Chinese words)."""
+    from inscriptis.css_profiles import CSS_PROFILES
+    from inscriptis.model.config import ParserConfig
+
+    return ParserConfig(css=CSS_PROFILES["strict"].copy())
 
 
 class _Walk:
