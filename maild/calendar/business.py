@@ -140,8 +140,8 @@ def uncovered_years(settings: CalendarSettings, years: Iterable[int]) -> list[in
 class BusinessCalendar:
     """Working-day and working-time questions answered for one ``CalendarSettings``."""
 
-    def __init__(self, settings: CalendarSettings | None = None) -> None:
-        self.settings = settings if settings is not None else CalendarSettings()
+    def __init__(self, settings: CalendarSettings) -> None:
+        self.settings = settings  # no default: the zone and hours are the site's, always
         self.tz = ZoneInfo(self.settings.timezone)
         # Per-day memos: the timer sweep asks about the same few days over and over.
         self._working_day: dict[date, bool] = {}

@@ -12,14 +12,14 @@ import pytest
 from support import open_store
 from timing import Desk, body, sh
 
-from maild.calendar.business import BusinessCalendar
+from maild.calendar.business import BusinessCalendar, CalendarSettings
 from maild.engine.effects import CancelTimers, SetTimer, UpdateCase
 from maild.schedule.firing import WorkingDuration, fire, notice_at, response_due
 from maild.store.cases import view as case_view
 from maild.store.models import Outbox
 from maild.store.timers import apply_firing, claim_timers, timer_view
 
-CAL = BusinessCalendar()
+CAL = BusinessCalendar(CalendarSettings())
 OWNER = "li@corp.example.test"
 
 

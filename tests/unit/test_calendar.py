@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from maild.calendar.business import BusinessCalendar, CalendarSettings, uncovered_years
 
 SH = ZoneInfo("Asia/Shanghai")
-CAL = BusinessCalendar()
+CAL = BusinessCalendar(CalendarSettings())
 
 
 def at(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from maild import config
-from maild.calendar.business import BusinessCalendar
+from maild.calendar.business import BusinessCalendar, CalendarSettings
 from maild.calendar.durations import WorkingDuration
 
-CAL = BusinessCalendar()
+CAL = BusinessCalendar(CalendarSettings())
 SH = ZoneInfo("Asia/Shanghai")
 
 ACCEPTED = [

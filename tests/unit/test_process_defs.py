@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from maild.calendar.business import BusinessCalendar
+from maild.calendar.business import BusinessCalendar, CalendarSettings
 from maild.engine.definitions import (
     ARCHIVE,
     DEFAULT_DIR,
@@ -59,7 +59,7 @@ def test_the_shipped_definitions_load_with_five_steps_each() -> None:
 
 def test_deadline_rules_use_the_business_calendar() -> None:
     confirm = load_processes()["internal"].step("confirm")
-    cal = BusinessCalendar()
+    cal = BusinessCalendar(CalendarSettings())
     friday = datetime.fromisoformat("2026-12-04T17:30+08:00")
     assert confirm.deadline_for(False).after(cal, friday) == datetime.fromisoformat(  # type: ignore[union-attr]
         "2026-12-07T17:30+08:00")
