@@ -5,6 +5,10 @@ decision; each decision, its case change and its letters are written in a savepo
 the decisions of 25 mails are committed together with the UID checkpoint; only then is the
 mailbox copy moved. A crash anywhere repeats at most the step in hand: a ``received``
 row is decided again (its earlier transaction never committed), a decided row is only moved.
+
+Only the mail's own faults quarantine it (``maild.runners.faults``). A fault of the
+environment (disk, database, mailbox) stops the poll with ``IntakeFault``: the group in hand
+rolls back, the checkpoint stays, and the mail is decided when the daemon tries again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tortoise.exceptions import DBConnectionError
 from tortoise.transactions import in_transaction
 
 from maild import failpoints
@@ -23,6 +26,8 @@ from maild.adapters.sources.base import Fetched, MailSource
 from maild.classify.rules import subject_tags
 from maild.mail.message import ParsedMail
 from maild.mail.parse import ParseError
+from maild.runners import faults
+from maild.runners.faults import Fault, IntakeFault
 from maild.runners.parser_pool import BatchParse, Parser
 from maild.site import Site
 from maild.store import DECIDED, ApplyEnv, Kept, Store
@@ -81,6 +86,11 @@ class Intake:
         self.counters = Counters()
         #: set after each commit: letters may be waiting in the outbox
         self.committed = asyncio.Event()
+        #: mails held back by an unexpected error: row id -> (error, polls confirmed)
+        self._suspects: dict[int, tuple[str, int]] = {}
+        self._hold: int | None = None  # this poll's first held-back UID: the checkpoint stays
+        self._held: list[int] = []  # row ids held back in this poll
+        self._unexpected_last = False  # the last mail decided in this poll failed so
 
     def close(self) -> None:
         """Stop the parser processes (blocking)."""
@@ -92,7 +102,26 @@ class Intake:
         While one batch is decided, the next one is already fetched: its raw bytes are
         being written (in a thread) and its mail parsed (in a worker process). It is recorded
         only after the batch before it, so the order of the steps is the same for each mail.
+
+        Raises ``IntakeFault`` when the environment fails (disk, database, mailbox): the
+        commit group in hand rolls back and its mail stays above the checkpoint; nothing is
+        quarantined for it.
         """
+        self._hold, self._held, self._unexpected_last = None, [], False
+        decided = self.counters.processed
+        try:
+            await self._poll(should_stop)
+        except IntakeFault:
+            raise
+        except Exception as e:  # noqa: BLE001 - outside a mail's decision: never the mail's
+            raise IntakeFault(faults.environmental(e)) from e
+        if self.counters.processed > decided:  # other mail went through: strikes count
+            for rid in self._held:
+                error, strikes = self._suspects[rid]
+                self._suspects[rid] = (error, strikes + 1)
+        return self.counters
+
+    async def _poll(self, should_stop: Callable[[], bool]) -> None:
         src = self.source
         await asyncio.to_thread(src.open)
         uidvalidity = await asyncio.to_thread(src.uidvalidity)
@@ -110,7 +139,6 @@ class Intake:
                 last = await self._batch(uidvalidity, current, rows, last, should_stop)
         finally:
             await ahead.drop()
-        return self.counters
 
     async def _fetch(self, last: int, limit: int) -> _Ahead:
         """Fetch up to ``limit`` (at most a batch) and start keeping and parsing it.
@@ -157,21 +185,43 @@ class Intake:
         database between them.
         """
         group = range(start, min(start + COMMIT_EVERY, len(rows)))
-        async with in_transaction(self.store.conn):
-            await self.store.lock([rows[i] for i in group])
-            # handled copies of these bytes (one query per group, not one per message)
-            for sha, first in (await self.store.decided_copies([rows[i] for i in group])).items():
-                copies.setdefault(sha, first)
-            for i in group:
-                if should_stop():
-                    break
-                row = rows[i]
-                await self._handle(row, parses, i, copies)
-                if row.state in DECIDED:
-                    copies.setdefault(row.sha256, row.id)
-                last = batch[i].uid
-            await self.store.advance(self.source.name, uidvalidity, last)
+        c = self.counters
+        counted = (c.processed, c.quarantined, c.duplicates, dict(c.routes))
+        try:
+            async with in_transaction(self.store.conn):
+                try:
+                    last = await self._decide_group(uidvalidity, rows, batch, parses, group,
+                                                    copies, last, should_stop)
+                except IntakeFault:
+                    raise
+                except Exception as e:  # noqa: BLE001 - outside a mail's decision
+                    # raised as IntakeFault, tortoise rolls back even after its own
+                    # TransactionManagementError (a read-only transaction, say)
+                    raise IntakeFault(faults.environmental(e)) from e
+        except BaseException:
+            c.processed, c.quarantined, c.duplicates, c.routes = counted  # rolled back
+            raise
         failpoints.hit("after_commit")
+        return last
+
+    async def _decide_group(self, uidvalidity: int, rows: list[Message],
+                            batch: list[Fetched], parses: BatchParse, group: range,
+                            copies: dict[str, int], last: int,
+                            should_stop: Callable[[], bool]) -> int:
+        await self.store.lock([rows[i] for i in group])
+        # handled copies of these bytes (one query per group, not one per message)
+        for sha, first in (await self.store.decided_copies([rows[i] for i in group])).items():
+            copies.setdefault(sha, first)
+        for i in group:
+            if should_stop():
+                break
+            row = rows[i]
+            await self._handle(row, parses, i, copies)
+            if row.state in DECIDED:
+                copies.setdefault(row.sha256, row.id)
+            if self._hold is None:  # not past a mail held back
+                last = batch[i].uid
+        await self.store.advance(self.source.name, uidvalidity, last)
         return last
 
     async def _move_pending(self, uidvalidity: int) -> None:
@@ -195,14 +245,51 @@ class Intake:
         mail = await parses.get(i)
         if isinstance(mail, ParseError):
             await self._quarantine(row, f"cannot parse: {mail}")
+            self._unexpected_last = False
             return
         try:
             await self._decide(row, mail)
-        except DBConnectionError:
-            raise  # the store is away: stop this poll, the message stays for the next one
-        except Exception as e:  # noqa: BLE001 - one bad message must not hold up the rest
-            errors.exception("%s cannot be stored: %s", mail.message_id or f"uid {row.uid}", e)
-            await self._quarantine(row, f"cannot store: {type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - whose fault it is decides what follows
+            fault = faults.classify(e)
+            if fault.kind == faults.MESSAGE:  # one bad message must not hold up the rest
+                errors.exception("%s cannot be stored: %s", mail.message_id or f"uid {row.uid}",
+                                 e)
+                await self._quarantine(row, f"cannot store: {type(e).__name__}: {e}")
+            elif fault.certain:  # the disk, the database: stop, roll back, retry later
+                raise IntakeFault(fault) from e
+            else:
+                await self._suspect(row, mail, fault)
+                return
+        self._suspects.pop(row.id, None)
+        self._unexpected_last = False
+
+    async def _suspect(self, row: Message, mail: ParsedMail, fault: Fault) -> None:
+        """An unexpected error, neither clearly the mail's fault nor the environment's.
+
+        Two mails in a row failing so blame the environment: the poll stops. One is held
+        back: the poll goes on with the rest, the checkpoint stays below it, and the next
+        poll tries it again. Failing the same way in ``SUSPECT_STRIKES`` polls, the earlier
+        ones each deciding other mail, it is taken for the mail's own fault: quarantined.
+        """
+        if self._unexpected_last:
+            raise IntakeFault(fault) from fault.exc
+        name = mail.message_id or f"uid {row.uid}"
+        error, strikes = self._suspects.get(row.id, ("", 0))
+        if error != fault.signature:
+            errors.error("%s held back, to be tried again: %s", name, fault,
+                         exc_info=fault.exc)
+            error, strikes = fault.signature, 0
+        if strikes + 1 >= faults.SUSPECT_STRIKES:
+            self._suspects.pop(row.id, None)
+            await self._quarantine(row, f"failed the same way {faults.SUSPECT_STRIKES} times "
+                                   f"while other mail went through: {fault.detail}")
+            self._unexpected_last = False
+            return
+        self._suspects[row.id] = (error, strikes)
+        self._held.append(row.id)
+        if self._hold is None:
+            self._hold = row.uid
+        self._unexpected_last = True
 
     async def _decide(self, row: Message, mail: ParsedMail) -> None:
         now = self.clock()

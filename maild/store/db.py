@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +81,40 @@ class Database:
             "apps": schema.app_config(self.conn),
             "use_tz": True, "timezone": "UTC",
         })
+        # connect now rather than at the first statement: tortoise's SQLite client keeps its
+        # lock when connecting fails there, and every later statement would wait forever
+        try:
+            await Tortoise.get_connection(self.conn).create_connection(with_db=True)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         await Tortoise.close_connections()
+
+    async def probe(self) -> None:
+        """Raise unless the database takes a write (the health probe): a statement that
+        changes nothing, which a read-only file, server or transaction refuses all the same,
+        as a lost connection or an unreachable server fails it."""
+        await Tortoise.get_connection(self.conn).execute_query(
+            "UPDATE checkpoints SET last_uid = last_uid WHERE 1 = 0")
+
+    async def reconnect(self) -> None:
+        """A new connection (SQLite) or pool (PostgreSQL) in place of the old one: a SQLite
+        file opened while it could not be written stays read-only to its connection, and a
+        pool may hold connections the server has ended. Raises when no new one can be made;
+        a SQLite client then keeps its old connection (see ``_connect``)."""
+        client: Any = Tortoise.get_connection(self.conn)
+        if self.conn != "sqlite":
+            await client.close()
+            await client.create_connection(with_db=True)
+            return
+        old, client._connection = client._connection, None
+        try:
+            await client.create_connection(with_db=True)
+        except BaseException:
+            client._connection = old
+            raise
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()

@@ -12,8 +12,10 @@ from maild.adapters.sources.base import Fetched
 from maild.store.attachments import ContentStore
 from maild.store.models import Checkpoint, Message
 
-#: inbound states that count as handled: a later copy of the same bytes is a duplicate
-DECIDED = ("processed", "quarantined")
+#: inbound states that count as handled: a later copy of the same bytes is a duplicate.
+#: Not "quarantined": a quarantined mail that someone moves back to the inbox (after fixing
+#: whatever was wrong) is decided again, not filed as a copy of itself.
+DECIDED = ("processed",)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Inbox:
         return [rows[k.uid] for k in batch]
 
     async def decided_copies(self, rows: Sequence[Message]) -> dict[str, int]:
-        """sha256 -> id of the first handled inbound message with the same bytes, for the
+        """sha256 -> id of the first processed inbound message with the same bytes, for the
         rows' hashes: copies seen before (e.g. after a UIDVALIDITY reset) are duplicates."""
         shas = list({r.sha256 for r in rows if r.state == "received"})
         if not shas:
