@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -21,9 +22,47 @@ T = TypeVar("T")
 
 
 class SendError(Exception):
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    """A letter not delivered. ``permanent`` only when its recipients are refused for good;
+    ``kind`` says what failed: ``recipient``, ``auth``, ``policy``, ``server`` (a 5xx that
+    is not about the recipient), ``busy`` (4xx) or ``connection``."""
+
+    def __init__(self, message: str, *, permanent: bool, kind: str = "") -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.kind = kind or ("recipient" if permanent else "connection")
+
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def enhanced_code(message: str) -> tuple[int, int, int] | None:
+    """The RFC 3463 status at the start of a reply's text (``5.1.1 User unknown``)."""
+    m = _ENHANCED.match(message or "")
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def recipient_refused(code: int, message: str, *, at_rcpt: bool = True) -> bool:
+    """A reply that refuses the recipient for good: ``5.1.x`` (a bad mailbox, address or
+    system, but not 5.1.7/5.1.8, which are about our sender address) or ``5.2.1`` (mailbox
+    disabled), or, at RCPT and without an enhanced code, 550/551/553. Everything else,
+    5.7.x policy refusals included, may succeed later."""
+    if not 500 <= code < 600:
+        return False
+    status = enhanced_code(message)
+    if status is None:
+        return at_rcpt and code in (550, 551, 553)
+    _, subject, detail = status
+    return (subject == 1 and detail not in (7, 8)) or (subject, detail) == (2, 1)
+
+
+def _kind(code: int, message: str) -> str:
+    status = enhanced_code(message)
+    detail = status[1:] if status else None
+    if code in (530, 534, 535, 538) or detail in ((7, 8), (7, 9), (7, 11), (7, 12)):
+        return "auth"  # our login refused or required
+    if detail is not None and detail[0] == 7:
+        return "policy"
+    return "busy" if 400 <= code < 500 else "server"
 
 
 class MailSender(Protocol):
@@ -67,15 +106,23 @@ class SmtpSender:
             smtp = await self._connect()
             errors, _ = await smtp.sendmail(mail_from, list(rcpt), raw)
         except aiosmtplib.SMTPRecipientsRefused as e:
-            codes = [r.code for r in e.recipients]
-            raise SendError(f"all recipients refused: {e}",
-                            permanent=all(500 <= c < 600 for c in codes)) from e
+            refused = [(r.code, r.message) for r in e.recipients]
+            permanent = bool(refused) and all(recipient_refused(c, m) for c, m in refused)
+            text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in e.recipients)
+            raise SendError(f"all recipients refused: {text}", permanent=permanent,
+                            kind="recipient" if permanent else _kind(*refused[0])) from e
         except aiosmtplib.SMTPResponseException as e:
+            # at connect, EHLO, AUTH, MAIL or DATA: our login, our sender, the server's
+            # policy or state, which may change: tried again later
             await self._drop()
-            raise SendError(f"SMTP {e.code} {e.message}", permanent=500 <= e.code < 600) from e
+            gone = isinstance(e, aiosmtplib.SMTPDataError) and recipient_refused(
+                e.code, e.message, at_rcpt=False)  # a server that checks mailboxes at DATA
+            raise SendError(f"SMTP {e.code} {e.message}", permanent=gone,
+                            kind="recipient" if gone else _kind(e.code, e.message)) from e
         except (aiosmtplib.SMTPException, OSError) as e:
             await self._drop()
-            raise SendError(f"SMTP connection: {e}", permanent=False) from e
+            raise SendError(f"SMTP connection: {e}", permanent=False,
+                            kind="connection") from e
         if errors:
             return "refused: " + ", ".join(f"{a} ({r.code} {r.message})"
                                            for a, r in errors.items())

@@ -73,18 +73,23 @@ async def test_transient_refusal_is_retried_later(store: Store, tmp_path: Path,
     assert await Outbox.filter(state="sent").count() == 2
 
 
-async def test_permanent_refusal_gives_up_and_notes_the_case(store: Store, tmp_path: Path,
-                                                             smtp_sink: SmtpSink) -> None:
+async def test_a_policy_refusal_is_retried_not_given_up(store: Store, tmp_path: Path,
+                                                         smtp_sink: SmtpSink) -> None:
+    # 550 5.7.1 at DATA is the server's policy (spam filter, relay rules), which changes:
+    # only a recipient refused for good fails a letter (tests/integration/test_delivery.py)
     await queue(store, tmp_path, 1)
     smtp_sink.refuse_next(1, 550)
     sender = SmtpSender(f"smtp://{smtp_sink.host}:{smtp_sink.port}")
     try:
         assert await drain(store, sender, lambda: NOW) == (0, 1)
+        row = await Outbox.get()
+        assert row.state == "pending" and "550 5.7.1" in (row.last_error or "")
+        assert (row.last_error or "").startswith("policy: ")
+        assert await TimelineEntry.filter(kind="send_failed").count() == 0
+        assert await drain(store, sender, lambda: NOW + timedelta(seconds=31)) == (1, 0)
     finally:
         await sender.close()
-    row = await Outbox.get()
-    assert row.state == "failed" and "550" in (row.last_error or "")
-    assert await TimelineEntry.filter(kind="send_failed").count() == 1
+    assert (await Outbox.get()).state == "sent" and len(smtp_sink.messages) == 1
 
 
 async def test_unreachable_server_is_a_transient_error(store: Store, tmp_path: Path) -> None:
