@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -67,6 +67,8 @@ class Mailbox(_Model):
     poll_interval: float = Field(30.0, gt=0)
     # processes that parse large batches beside the daemon (0: parse in the daemon itself)
     parse_workers: int = Field(1, ge=0, le=16)
+    # seconds: a failed poll (disk, database, mailbox) is retried after 1, 2, 4 … up to this
+    fault_backoff_max: float = Field(60.0, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -82,7 +84,11 @@ class Smtp(_Model):
     username: str | None = None
     password_file: str | None = None
     timeout: float = 30.0
-    max_attempts: int = Field(8, ge=1)
+    # waits between attempts of a letter the server did not take ("30s", "5m", "2h", "1d");
+    # the last one repeats until give_up_after has passed since the letter was queued
+    retry_schedule: tuple[str, ...] = ("30s", "1m", "5m", "15m", "30m", "1h", "2h", "4h")
+    give_up_after: str = "5d"  # as long as common MTAs keep mail in their queue
+    max_attempts: int | None = Field(None, ge=1)  # optional cap on attempts as well
     # a sender leases letters while it sends them; a killed sender's letters wait this long
     lease_seconds: float = Field(120.0, gt=0)
 
@@ -92,6 +98,41 @@ class Smtp(_Model):
         if not re.match(r"^(smtp|smtps|maildir)://", v):
             raise ValueError("must start with smtp://, smtps:// or maildir://")
         return v
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("needs at least one wait, e.g. [\"5m\", \"1h\"]")
+        for s in v:
+            duration(s)
+        return v
+
+    @field_validator("give_up_after")
+    @classmethod
+    def _give_up(cls, v: str) -> str:
+        duration(v)
+        return v
+
+    @property
+    def retry_delays(self) -> tuple[timedelta, ...]:
+        return tuple(duration(s) for s in self.retry_schedule)
+
+    @property
+    def give_up(self) -> timedelta:
+        return duration(self.give_up_after)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """A wall-clock length: ``"30s"``, ``"5m"``, ``"2h"``, ``"5d"`` (more than zero)."""
+    m = _DURATION.match(text)
+    if m is None or float(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a length like \"30s\", \"5m\", \"2h\" or \"5d\"")
+    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
 
 
 class Numbering(_Model):
@@ -104,6 +145,8 @@ class Numbering(_Model):
 class Routing(_Model):
     default_process: Literal["customer", "supplier", "triage"] = "customer"
     staff_domains: tuple[str, ...] = ()
+    #: acknowledge mail the server marked as spam (X-Spam-Flag: YES); recorded either way
+    acknowledge_spam: bool = False
 
 
 class Limits(_Model):

@@ -59,7 +59,8 @@ class Site:
     def classify(self, mail: ParsedMail, known: Known) -> Classification:
         return classify(mail, self.directory, known,
                         default_process=self.cfg.routing.default_process,
-                        msgid_domain=self.cfg.organisation.msgid_domain)
+                        msgid_domain=self.cfg.organisation.msgid_domain,
+                        acknowledge_spam=self.cfg.routing.acknowledge_spam)
 
     def decide(self, mail: ParsedMail, cls: Classification, case: CaseView | None,
                now: datetime) -> Decision:

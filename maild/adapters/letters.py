@@ -101,8 +101,12 @@ def compose(rendered: Rendered, *, message_id: str, from_addr: str, from_name: s
 
     Written out directly (about 20 times faster than ``EmailMessage``, whose header folding
     dominated the intake); anything unusual, such as a non-ASCII address or a control
-    character in a header, goes through the ``email`` package as before.
+    character in a header, goes through the ``email`` package as before. The ids of the
+    mail answered come from outside: one that cannot be written on a header line of its own
+    (too long, blanks, control or non-ASCII characters) is left out.
     """
+    in_reply_to = in_reply_to if in_reply_to and _ID.fullmatch(in_reply_to) else None
+    references = [r for r in references if _ID.fullmatch(r)][-MAX_REFERENCES:]
     subject = letter_subject(rendered, case_number)
     texts = (subject, from_name, case_number or "")
     ids = (message_id, in_reply_to or "", *references)
@@ -119,7 +123,7 @@ def compose(rendered: Rendered, *, message_id: str, from_addr: str, from_name: s
         head.append(_header("Cc", ", ".join(cc), structured=True))
     head += [f"Date: {format_datetime(now)}", f"Message-ID: {message_id}"]
     if in_reply_to:
-        head.append(f"In-Reply-To: {in_reply_to}")
+        head.append(_header("In-Reply-To", in_reply_to, structured=True))
     if references:
         head.append(_header("References", " ".join(references), structured=True))
     head += ["Auto-Submitted: auto-replied", "X-Auto-Response-Suppress: All"]
@@ -136,6 +140,10 @@ def compose(rendered: Rendered, *, message_id: str, from_addr: str, from_name: s
                      b"\r\n", sep, html, b"\r\n", f"--{boundary}--\r\n".encode("ascii")))
 
 
+# A Message-ID we write back: printable ASCII without blanks, short enough that
+# "References: <id>" stays well within the 998 characters of a header line.
+_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,896}>")
+MAX_REFERENCES = 20
 # Header values the direct writer handles: printable, no encoded-word look-alikes.
 _PLAIN_FIELD = re.compile(r"(?:(?!=\?)[^\x00-\x1f\x7f])*")
 _PLAIN_ADDR = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
@@ -207,16 +215,22 @@ def _compose_email(rendered: Rendered, subject: str, *, message_id: str, from_ad
         msg["Cc"] = [_addr(a) for a in cc]
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-    if references:
-        msg["References"] = " ".join(references)
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     if case_number:
         msg["X-Maild-Case"] = case_number
     msg.set_content(rendered.text, charset="utf-8")
     msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    return msg.as_bytes()
+    raw = msg.as_bytes()
+    # the ids as written by the direct writer: the email package would encode a long one
+    threading = []
+    if in_reply_to:
+        threading.append(_header("In-Reply-To", in_reply_to, structured=True))
+    if references:
+        threading.append(_header("References", " ".join(references), structured=True))
+    if not threading:
+        return raw
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    return b"\r\n".join((head, "\r\n".join(threading).encode("ascii"))) + sep + body
 
 

@@ -28,7 +28,8 @@ _AUTO_SUBJECT = re.compile(
     r"^\s*(自动回复|自動回覆|自动答复|自動答覆|auto(matic)?[ -]?reply|out of (the )?office|"
     r"undeliverable|delivery status notification|退信|系统退信)", re.IGNORECASE)
 _ROBOT_LOCALPARTS = {"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"}
-_FORM_DEPT = re.compile(r"^\s*接收部门(?:/人)?\s*[:：]\s*([^\s/／,，]+)", re.MULTILINE)
+_FORM_DEPT = re.compile(r"^[ \t\u3000]*接收部门(?:/人)?[ \t\u3000]*[:：][ \t\u3000]*"
+                        r"([^\s/／,，]+)", re.MULTILINE)
 
 
 def subject_tags(subject: str) -> tuple[str, ...]:
@@ -36,11 +37,40 @@ def subject_tags(subject: str) -> tuple[str, ...]:
     return tuple((a or b).strip() for a, b in _TAG.findall(subject))
 
 
+MAX_SUBJECT = 500  # characters of a case subject (and so of the subject in its letters)
+# the characters NFKC turns into tag brackets, as the brackets themselves
+_BRACKETS = str.maketrans({"［": "[", "］": "]", "﹇": "[", "﹈": "]", "︻": "【", "︼": "】"})
+_ANY_TAG = re.compile(r"[\[【][^\[\]【】]*[\]】]")
+_STRAY = re.compile(r"[\[\]【】]")
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                       "\u2028\u2029]")
+
+
+def _one_line(s: str) -> str:
+    s = re.sub(r"\s+", " ", _CONTROLS.sub(" ", s)).strip()
+    return s if len(s) <= MAX_SUBJECT else s[: MAX_SUBJECT - 1].rstrip() + "…"
+
+
 def clean_subject(subject: str) -> str:
-    """The subject without reply prefixes and tags, for letters and case titles."""
-    s = _REPLY_PREFIX.sub("", subject)
-    s = _TAG.sub("", s)
-    return re.sub(r"\s+", " ", s).strip()
+    """The subject without reply prefixes, tags and brackets, for letters and case titles.
+
+    Tags are stripped until none is left (``[关[关闭]闭]`` leaves no ``[关闭]``), stray
+    brackets go too, so no tag can be planted in a case subject and come back in the
+    subject of a letter a member of staff answers. No control characters; 500 at most.
+    """
+    s = _REPLY_PREFIX.sub("", _CONTROLS.sub(" ", subject)).translate(_BRACKETS)
+    while True:
+        stripped = _ANY_TAG.sub(" ", s)
+        if stripped == s:
+            break
+        s = stripped
+    return _one_line(_REPLY_PREFIX.sub("", _STRAY.sub(" ", s)))
+
+
+def case_subject(subject: str) -> str:
+    """A new case's subject: the clean subject; for a subject that is only tags, their text
+    without the brackets (which would make them tags again)."""
+    return clean_subject(subject) or _one_line(_STRAY.sub(" ", subject.translate(_BRACKETS)))
 
 
 @dataclass(frozen=True)
@@ -49,6 +79,9 @@ class Known:
 
     case_by_message_id: Mapping[str, str] = field(default_factory=dict)
     case_numbers: Set[str] = frozenset()
+    #: subject of the message the mail answers (In-Reply-To, else the last of References),
+    #: a letter of ours or a mail we received: the tags a reply inherits from it
+    subjects: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,6 +102,10 @@ class Classification:
     urgent: bool = False
     tags: tuple[str, ...] = ()
     sender: Person = Person("", "unknown")
+    #: why nothing automatic may go back to the sender (X-Auto-Response-Suppress, spam)
+    quiet: str | None = None
+    #: the subject of the message the mail answers, when known: tags it carries are inherited
+    replied_subjects: tuple[str, ...] = ()
 
     @property
     def route(self) -> str:
@@ -82,7 +119,7 @@ class Classification:
         return {
             "route": self.route, "robot": self.robot, "case": self.case_number,
             "process": self.process, "department": self.department, "urgent": self.urgent,
-            "tags": list(self.tags), "sender_role": self.sender.role,
+            "tags": list(self.tags), "sender_role": self.sender.role, "quiet": self.quiet,
             "hits": [h.__dict__ for h in self.hits],
         }
 
@@ -96,6 +133,7 @@ class Env:
     msgid_domain: str
     tags: tuple[str, ...]
     sender: Person
+    acknowledge_spam: bool = False
 
 
 #: a rule's check returns None (miss) or (detail, facts for Classification)
@@ -174,6 +212,34 @@ def _own_mail(env: Env) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+# -- what may go back to the sender ----------------------------------------------------
+
+_SUPPRESS = {"all", "autoreply", "oof"}
+
+
+def _suppress_header(env: Env) -> tuple[str, dict[str, Any]] | None:
+    v = env.mail.signals.get("x-auto-response-suppress", "")
+    words = {w.casefold() for w in re.split(r"[\s,;]+", v) if w}
+    if words & _SUPPRESS:
+        return f"X-Auto-Response-Suppress: {v[:60]}", {
+            "quiet": f"X-Auto-Response-Suppress: {v[:60]}"}
+    return None
+
+
+def _spam_flag(env: Env) -> tuple[str, dict[str, Any]] | None:
+    flag = env.mail.signals.get("x-spam-flag", "").strip().casefold()
+    status = env.mail.signals.get("x-spam-status", "").strip().casefold()
+    if flag.startswith("yes"):
+        why = "X-Spam-Flag: YES"
+    elif status.startswith("yes"):
+        why = "X-Spam-Status: Yes"
+    else:
+        return None
+    if env.acknowledge_spam:
+        return f"{why} (acknowledge_spam: answered all the same)", {}
+    return why, {"quiet": f"marked as spam ({why})"}
+
+
 # -- threading -------------------------------------------------------------------------
 
 
@@ -211,6 +277,12 @@ def _department_tag(env: Env) -> tuple[str, dict[str, Any]] | None:
 # -- routing of new mail -----------------------------------------------------------------
 
 
+def _no_sender(env: Env) -> tuple[str, dict[str, Any]] | None:
+    if env.mail.from_.addr:
+        return None
+    return "no usable From address", {"process": "triage"}
+
+
 def _process_tag(env: Env) -> tuple[str, dict[str, Any]] | None:
     for t in env.tags:
         p = PROCESS_TAGS.get(t.casefold())
@@ -245,6 +317,12 @@ STAGES: tuple[Stage, ...] = (
         Rule("daemon_sender", "mailer-daemon/postmaster or a delivery report", _daemon_sender),
         Rule("auto_reply", "X-Autoreply headers or an auto-reply subject", _auto_headers),
     )),
+    Stage("answer", False, (
+        Rule("suppress_header", "X-Auto-Response-Suppress: All, AutoReply or OOF",
+             _suppress_header),
+        Rule("spam_flag", "X-Spam-Flag: YES or X-Spam-Status: Yes ([routing] "
+             "acknowledge_spam)", _spam_flag),
+    )),
     Stage("thread", True, (
         Rule("thread_headers", "In-Reply-To/References name a message of a case",
              _thread_headers),
@@ -256,6 +334,7 @@ STAGES: tuple[Stage, ...] = (
              _department_tag),
     )),
     Stage("route", True, (
+        Rule("no_sender", "no usable From address: a person must look", _no_sender),
         Rule("process_tag", "[客户]/[CUST], [供应商]/[SUPP], [跨部门]/[INT]", _process_tag),
         Rule("known_party", "sender is a known customer or supplier", _known_party),
         Rule("staff_request", "sender is staff: an internal request", _staff_request),
@@ -275,10 +354,12 @@ _check_registry(STAGES)
 
 
 def classify(mail: ParsedMail, directory: Directory, known: Known, *,
-             default_process: str = "customer", msgid_domain: str = "") -> Classification:
+             default_process: str = "customer", msgid_domain: str = "",
+             acknowledge_spam: bool = False) -> Classification:
     tags = subject_tags(mail.subject)
     sender = directory.lookup(mail.from_.addr)
-    env = Env(mail, directory, known, default_process, msgid_domain, tags, sender)
+    env = Env(mail, directory, known, default_process, msgid_domain, tags, sender,
+              acknowledge_spam)
     facts: dict[str, Any] = {}
     hits: list[Hit] = []
     for stage in STAGES:
@@ -296,7 +377,10 @@ def classify(mail: ParsedMail, directory: Directory, known: Known, *,
             hits.append(Hit(rule.name, stage.name, "hit", detail))
             facts.update(new)
             decided = stage.decisive
-    result = Classification(hits=tuple(hits), tags=tags, sender=sender, **facts)
+    parent = mail.in_reply_to or mail.references[-1:]  # the message it answers
+    replied = tuple(known.subjects[m] for m in parent if m in known.subjects)
+    result = Classification(hits=tuple(hits), tags=tags, sender=sender,
+                            replied_subjects=replied, **facts)
     if result.process == "internal" and result.department is None:
         result = replace(result, department=_form_department(mail, directory, sender))
     return result

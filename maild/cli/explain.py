@@ -89,7 +89,9 @@ async def explain_mail(cfg: Config, raw: bytes, now: datetime) -> dict[str, Any]
         "outcome": "process", "message_id": mail.message_id, "from": mail.from_.addr,
         "subject": mail.subject, "note": note, "classification": cls.as_dict(),
         "commands": [{"command": c.name, "line": c.line, "source": c.source}
-                     for c in parse_commands(mail.text, mail.subject)],
+                     for c in parse_commands(mail.text, mail.subject, inherited=(
+                         *((case.subject,) if case is not None else ()),
+                         *cls.replied_subjects))],
         "decision": decision.summary,
         "effects": [type(e).__name__ for e in decision.effects], "letters": out_letters,
         "case": None if after is None else {

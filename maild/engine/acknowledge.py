@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from maild.classify.rules import Classification, clean_subject
+from maild.classify.rules import Classification, case_subject
 from maild.engine.effects import Context, SendLetter
 from maild.mail.message import ParsedMail
 
@@ -38,7 +38,7 @@ def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: st
     context = {
         "org_name": ctx.org_name,
         "sender_name": mail.from_.name or mail.from_.addr,
-        "subject": clean_subject(mail.subject) or mail.subject,
+        "subject": case_subject(mail.subject),
         "process_label": PROCESS_LABELS[language][process],
         "urgent": cls.urgent,
         "received_at": ctx.now.astimezone(ctx.calendar.tz).strftime("%Y-%m-%d %H:%M"),

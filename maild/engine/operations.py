@@ -16,7 +16,14 @@ from maild.classify.rules import Classification
 from maild.engine.definitions import role_label
 from maild.engine.effects import CaseView, Context, Decision, Note
 from maild.engine.workflow import Hooks, Op, Work
-from maild.mail.commands import Command, parse_action, parse_commands, parse_date
+from maild.mail.commands import (
+    Command,
+    inherited_commands,
+    parse_action,
+    parse_commands,
+    parse_date,
+    subject_command_tags,
+)
 from maild.mail.intents import is_confirmation
 from maild.mail.message import ParsedMail
 from maild.mail.quoting import excerpt
@@ -40,7 +47,16 @@ def reply(hooks: Hooks, case: CaseView, mail: ParsedMail, cls: Classification,
 
 
 def _staff(work: Work) -> None:
-    commands = parse_commands(work.mail.text, work.mail.subject)
+    # A subject tag the answered letter (or the case's subject) already carried is the
+    # Re: repeating it, not the sender giving it: a planted or old tag never runs again.
+    inherited = (work.subject, *work.cls.replied_subjects)
+    commands = parse_commands(work.mail.text, work.mail.subject, inherited=inherited)
+    repeated = inherited_commands(inherited)
+    planted = [t.line for t in subject_command_tags(work.mail.subject) if t.name in repeated]
+    if planted:
+        work.note("ignored", work.t(
+            f"主题标签 {' '.join(planted)} 沿用自所回复的邮件，不作为命令执行",
+            f"subject tag {' '.join(planted)} repeats the answered mail's: not run"))
     if work.is_open and not any(c.source == "body" for c in commands):
         work.hooks.staff_text(work)
     if commands and not work.roles.in_directory(work.actor):

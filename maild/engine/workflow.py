@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from maild.classify.rules import Classification, clean_subject
+from maild.classify.rules import Classification, case_subject
 from maild.engine.acknowledge import acknowledge, language_for
 from maild.engine.definitions import ARCHIVE, LetterRule, ProcessDef, Step, role_label
 from maild.engine.effects import (
@@ -41,6 +41,10 @@ from maild.mail.message import ParsedMail
 from maild.mail.quoting import excerpt
 
 log = logging.getLogger("maild.decision")
+
+#: characters of a mail's own words a case keeps (solution, minutes, report, schedule …):
+#: about 24 KB of Chinese, which a letter carries twice (text and HTML) in base64
+MAX_TEXT = 8000
 
 #: an operation behind a command: None when done, else why it was refused
 Op = Callable[["Work", Command], "str | None"]
@@ -98,6 +102,8 @@ class Work:
         self.reply_to = (mail.reply_to[0].addr if mail.reply_to and mail.reply_to[0].addr
                          else mail.from_.addr)
         self.text = strip_commands(mail.text)  # the mail's own words, without commands
+        if len(self.text) > MAX_TEXT:
+            self.text = self.text[: MAX_TEXT - 1] + "…"
         self.effects: list[Effect] = []
         self.letters: list[Pending] = []
         self.rule_letters: list[tuple[tuple[LetterRule, ...], str]] = []
@@ -110,7 +116,7 @@ class Work:
         self.due_changed = False
         if case is None:
             self.number, self.step, self.status = "", "", "open"
-            self.subject = clean_subject(mail.subject) or mail.subject
+            self.subject = case_subject(mail.subject)
             self.department: str | None = cls.department
             self.urgent, self.language = cls.urgent, ctx.language
             self.data: dict[str, Any] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from maild.classify.rules import Classification
 from maild.engine.definitions import ProcessDef, ProcessError, load_processes
-from maild.engine.effects import CaseView, Context, Decision, Note
+from maild.engine.effects import CaseView, Context, Decision, Note, SendLetter
 from maild.engine.operations import GENERIC
 from maild.engine.workflow import Hooks
 from maild.handlers import customer, internal, supplier
@@ -89,14 +89,40 @@ def _shipped() -> Mapping[str, ProcessDef]:
 
 def decide(mail: ParsedMail, cls: Classification, case: CaseView | None,
            ctx: Context) -> Decision:
-    """The pure decision on one mail: its case's handler, or what to do without one."""
+    """The pure decision on one mail: its case's handler, or what to do without one.
+
+    A robot's mail runs nothing (no command, no intent): it is noted. So is a mail without a
+    usable From address, which never opens a case either. Nothing automatic goes back to a
+    sender who asked for none (``X-Auto-Response-Suppress``) or whose mail is spam.
+    """
     if case is not None:
         if cls.robot:
             note = Note("robot", f"{cls.robot}: {mail.subject}", mail.from_.addr or "(robot)")
             return Decision((note,), f"{cls.robot}: recorded on {case.number}, not answered")
-        return handler(case.process).reply(case, mail, cls, ctx)
+        if not mail.from_.addr:
+            note = Note("no_sender", f"no usable From address: {mail.subject}", "(unknown)")
+            return Decision((note,), f"no sender: recorded on {case.number}, not acted on")
+        return _quiet(handler(case.process).reply(case, mail, cls, ctx), mail, cls)
     if cls.robot:
         return Decision((), f"{cls.robot}: recorded, not answered")
+    if not mail.from_.addr:
+        return Decision((), "no usable From address: left for triage")
     if cls.process is None or cls.process == "triage":
         return Decision((), "no process applies: left for triage")
-    return handler(cls.process).open(mail, cls, ctx)
+    return _quiet(handler(cls.process).open(mail, cls, ctx), mail, cls)
+
+
+def _quiet(decision: Decision, mail: ParsedMail, cls: Classification) -> Decision:
+    """The decision without its automatic letters to the sender, when they are unwanted."""
+    if not cls.quiet:
+        return decision
+    sender = {a for a in (mail.from_.addr, *(r.addr for r in mail.reply_to)) if a}
+    dropped = [e for e in decision.effects if isinstance(e, SendLetter) and e.automatic
+               and sender & set(e.to)]
+    if not dropped:
+        return decision
+    kept = tuple(e for e in decision.effects if not any(e is d for d in dropped))
+    letters = ", ".join(d.letter for d in dropped)
+    note = Note("suppressed", f"{cls.quiet}: no {letters} to {', '.join(sorted(sender))}",
+                "maild")
+    return Decision((*kept, note), f"{decision.summary}; no automatic reply ({cls.quiet})")

@@ -27,22 +27,24 @@ _ITEM = re.compile(r"^\s*(?:\d{1,2}[.、)）]|[（(]\d{1,2}[)）]|[-•·*]|[一
                    r"\s*(.+)$")
 _DELIVERY = re.compile(r"(交付|交货|到货|上线|delivery|deliver)", re.IGNORECASE)
 _GREETING = re.compile(r"^(您好|你好|尊敬的|各位|hello|hi|dear)|[：:,，]$", re.IGNORECASE)
+MAX_REQUIREMENTS = 20  # items of the 《客户需求清单》 read from the first mail
+MAX_ITEM = 300  # characters of one item
 _CLOSING = re.compile(r"^(谢谢|此致|祝好|best|regards|thanks|thank you)", re.IGNORECASE)
 
 
 def requirements_of(text: str) -> list[str]:
-    """Numbered or bulleted lines; else the sentences between greeting and closing."""
+    """Numbered or bulleted lines; else the sentences between greeting and closing. At most
+    20 items of 300 characters: the list goes into the case and the staff's letters."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     items = [m.group(1).strip() for ln in lines if (m := _ITEM.match(ln))]
-    if items:
-        return items
-    body = []
-    for ln in lines:
-        if _CLOSING.match(ln):
-            break
-        if not _GREETING.search(ln):
-            body.append(ln)
-    return body[:20]
+    if not items:
+        for ln in lines:
+            if _CLOSING.match(ln):
+                break
+            if not _GREETING.search(ln):
+                items.append(ln)
+    return [i if len(i) <= MAX_ITEM else i[: MAX_ITEM - 1] + "…"
+            for i in items[:MAX_REQUIREMENTS]]
 
 
 def delivery_of(text: str) -> str:

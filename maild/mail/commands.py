@@ -9,6 +9,8 @@ in a step and for whom is the process definitions' business (``maild.engine.defi
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -89,7 +91,10 @@ COMMANDS, _BY_WORD = _registry(SPECS)
 #: English subject tags, e.g. [ADVANCE], besides the command words themselves
 _TAG_WORDS = {w: s for w, s in _BY_WORD.items() if s.tag_ok}
 
-_LINE = re.compile(r"^\s*[#＃]([A-Za-z]+|[\u3400-\u9fff]+)(.*)$")
+_LINE = re.compile(r"^\s*[#＃]([A-Za-zＡ-Ｚａ-ｚ]+|[\u3400-\u9fff]+)(.*)$")
+MAX_COMMANDS = 50  # commands read from one mail; the rest are not looked at
+MAX_LINE = 300  # characters of a command line kept for notes and refusals
+MAX_ARG = 2000  # characters of a command's argument
 _SEP = " \t\u3000:：,，"
 _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 
@@ -109,25 +114,39 @@ class Command:
         return COMMANDS.get(self.name) if self.name else None
 
 
-def parse_commands(text: str, subject: str = "") -> tuple[Command, ...]:
-    """Every command in the reply's own part (above the quote), then the subject's tags."""
+def parse_commands(text: str, subject: str = "", *,
+                   inherited: Iterable[str] = ()) -> tuple[Command, ...]:
+    """Every command in the reply's own part (above the quote), then the subject's tags.
+
+    ``inherited``: subjects the reply's subject may simply repeat (the letter it answers,
+    the case's own subject). A command tag one of them already carries is not the sender's:
+    a ``Re:`` keeps it, so it counts only when the sender added it.
+    """
     out: list[Command] = []
     for line in reply_top(text).splitlines():
         m = _LINE.match(line)
         if not m:
             continue
-        word, rest = _split_word(m.group(1), m.group(2))
+        word, rest = _split_word(unicodedata.normalize("NFKC", m.group(1)), m.group(2))
         if word is None:
             continue  # "#1 问题", "#hashtag…": not meant as a command
         spec = _BY_WORD.get(word.casefold())
-        out.append(Command(spec.name if spec else None, word, rest.strip(_SEP).strip(),
-                           "body", line.strip()))
+        out.append(Command(spec.name if spec else None, word,
+                           _cut(rest.strip(_SEP).strip(), MAX_ARG), "body",
+                           _cut(line.strip(), MAX_LINE)))
+        if len(out) >= MAX_COMMANDS:
+            break
     given = {c.name for c in out}
+    given |= inherited_commands(inherited)
     for tag in subject_command_tags(subject):
         if tag.name not in given:
             out.append(tag)
             given.add(tag.name)
     return tuple(out)
+
+
+def _cut(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def _split_word(word: str, rest: str) -> tuple[str | None, str]:
@@ -142,14 +161,53 @@ def _split_word(word: str, rest: str) -> tuple[str | None, str]:
     return word, rest  # an unknown Chinese word: reported as an unknown command
 
 
+_OPEN, _CLOSE = "[【", "]】"  # after NFKC: ［ ﹇ are [, ︻ is 【 (and their closers)
+_BRACKETED = re.compile(r"[\[【]([^\[\]【】]*)[\]】]")
+
+
+def _tag_command(word: str, line: str) -> Command | None:
+    word = word.strip().lstrip("#")
+    spec = _TAG_WORDS.get(word.casefold()) if 0 < len(word) <= 16 else None
+    return Command(spec.name, word, "", "subject", line) if spec is not None else None
+
+
 def subject_command_tags(subject: str) -> tuple[Command, ...]:
+    """Command tags of a subject: ``[确认]``, ``【推进】``, ``[CLOSE]``, also written with
+    full-width brackets or letters (matched after NFKC). Only a tag that stands alone counts:
+    one inside other brackets (``[关[关闭]闭]``) is text, not a command."""
     out: list[Command] = []
-    for m in re.finditer(r"\[([^\[\]]{1,16})\]|【([^【】]{1,16})】", subject):
-        word = (m.group(1) or m.group(2)).strip().lstrip("#＃")
-        spec = _TAG_WORDS.get(word.casefold())
-        if spec is not None:
-            out.append(Command(spec.name, word, "", "subject", m.group(0)))
+    text = unicodedata.normalize("NFKC", subject)
+    depth, start = 0, -1
+    for i, ch in enumerate(text):
+        if ch in _OPEN:
+            depth += 1
+            start = i if depth == 1 else -1
+        elif ch in _CLOSE:
+            if depth == 1 and start >= 0:
+                tag = _tag_command(text[start + 1:i], text[start:i + 1])
+                if tag is not None:
+                    out.append(tag)
+            depth = max(depth - 1, 0)
+            start = -1
     return tuple(out)
+
+
+def inherited_commands(subjects: Iterable[str]) -> set[str]:
+    """Every command a tag of these subjects names, at any depth and after stripping inner
+    tags (``[关[关闭]闭]`` names close twice): what a reply to them repeats without meaning."""
+    names: set[str] = set()
+    for subject in subjects:
+        text = unicodedata.normalize("NFKC", subject)
+        while True:
+            found = _BRACKETED.findall(text)
+            if not found:
+                break
+            for word in found:
+                tag = _tag_command(word, "")
+                if tag is not None and tag.name is not None:
+                    names.add(tag.name)
+            text = _BRACKETED.sub("", text)
+    return names
 
 
 def strip_commands(text: str) -> str:

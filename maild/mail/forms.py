@@ -58,8 +58,12 @@ REQUEST_FORM = FormSpec("跨部门沟通需求申请表", (
     Field("需求编号", (), required=False),
 ))
 
-_LINE = re.compile(r"^[\s\u3000]*(?:[-•·*]|\d{1,2}[.、)]|[（(][一二三四五六七八九十\d]{1,3}[)）])?"
-                   r"[\s\u3000]*【?([^:：\n]{1,20}?)】?[\s\u3000]*[:：][\s\u3000]*(.*?)[\s\u3000]*$")
+# matched against a stripped line: no leading or trailing blanks for the pattern to try
+# (blank runs on both sides of an optional part cost quadratic time on long lines)
+_LINE = re.compile(r"(?:[-•·*]|\d{1,2}[.、)]|[（(][一二三四五六七八九十\d]{1,3}[)）])?"
+                   r"[\s\u3000]*【?([^:：\n]{1,20}?)】?[\s\u3000]*[:：](.*)")
+MAX_VALUE = 2000  # characters of one field's value kept
+MAX_OTHER = 50  # field-like lines kept besides the form's own fields
 _URGENT = {"紧急", "加急", "特急", "非常紧急", "十万火急", "高", "urgent", "high", "是"}
 
 
@@ -70,30 +74,38 @@ def _key(name: str) -> str:
 def parse_form(text: str, spec: FormSpec) -> Form:
     """The fields of ``spec`` found in the reply's own part of ``text``."""
     names = spec.lookup()
-    values: dict[str, str] = {}
+    parts: dict[str, list[str]] = {}
     other: dict[str, str] = {}
     current: str | None = None
-    for line in reply_top(text).splitlines():
-        if line.strip().startswith(("#", "＃")):
+    for raw in reply_top(text).splitlines():
+        line = raw.strip()
+        if line.startswith(("#", "＃")):
             current = None  # a command line, never part of a field
             continue
         m = _LINE.match(line)
         f = names.get(_key(m.group(1))) if m else None
         if m and f is not None:
             current = f.name
-            values[current] = m.group(2)
+            parts[current] = [_cut(m.group(2).strip())]
             continue
-        if m and not line.strip().startswith("http"):
-            other[m.group(1).strip()] = m.group(2)
+        if m and not line.startswith("http"):
+            if len(other) < MAX_OTHER:
+                other[m.group(1).strip()] = _cut(m.group(2).strip())
             current = None
             continue
-        if current is not None and line.strip():
-            values[current] = (values[current] + "\n" + line.strip()).strip()
+        if current is not None and line:
+            if sum(map(len, parts[current])) < MAX_VALUE:
+                parts[current].append(_cut(line))
         else:
             current = None
-    values = {k: v.strip() for k, v in values.items() if v.strip()}
+    joined = ((k, _cut("\n".join(p).strip())) for k, p in parts.items())
+    values = {k: v for k, v in joined if v}
     missing = tuple(f.name for f in spec.fields if f.required and f.name not in values)
     return Form(values, missing, other)
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= MAX_VALUE else value[: MAX_VALUE - 1] + "…"
 
 
 def merge(old: Mapping[str, str], new: Form, spec: FormSpec) -> Form:

@@ -30,7 +30,7 @@ class ParsedMail:
     to: tuple[Address, ...]
     cc: tuple[Address, ...]
     reply_to: tuple[Address, ...]
-    subject: str  # decoded, whitespace-normalised
+    subject: str  # decoded, whitespace-normalised, no control characters, 1000 at most
     date: str  # the Date header as given ("" when missing)
     text: str  # the plain-text body (derived from HTML when only HTML exists)
     html: str
@@ -39,6 +39,7 @@ class ParsedMail:
     references: tuple[str, ...]
     # lower-cased header name -> value for the headers robots are recognised by:
     # auto-submitted, precedence, list-id, list-unsubscribe, return-path, x-auto-response-suppress,
-    # x-autoreply, x-autorespond, x-maild-case, content-type (top-level)
+    # x-autoreply, x-autorespond, x-maild-case, x-spam-flag, x-spam-status, content-type
+    # (top-level); each value one line of at most 1000 characters
     signals: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     defects: tuple[str, ...] = ()  # human-readable parser defects (kept for `explain`)

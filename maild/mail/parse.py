@@ -33,9 +33,20 @@ __all__ = ["ParseError", "parse_mail"]
 
 MAX_DEPTH = 64  # MIME nesting levels walked; real mail stays far below
 MAX_DEFECTS = 20
+# Byte budget: what one header may put into a case, a letter or a log line.
+MAX_SUBJECT = 1000  # characters of the decoded subject (case subjects keep 500 of them)
+MAX_NAME = 200  # characters of a display name
+MAX_ADDRESS = 254  # an address longer than a forward-path can hold is unusable
+MAX_ID = 998  # an In-Reply-To or References id longer than a header line is dropped
+MAX_REFERENCES = 50  # the last ones are what threads a reply
+MAX_SIGNAL = 1000  # characters of a robot-signal header value
+# bytes of one top-level header field handed to mail-parser: it decodes encoded-words in
+# quadratic time (a 5 MB subject of them took minutes); nothing past this is ever used
+MAX_FIELD = 64 * 1024
+MAX_RECEIVED = 100  # Received: fields handed on (mail-parser reads each one slowly)
 SIGNALS = ("auto-submitted", "precedence", "list-id", "list-unsubscribe", "return-path",
            "x-auto-response-suppress", "x-autoreply", "x-autorespond", "x-maild-case",
-           "content-type")  # fmt: skip
+           "x-spam-flag", "x-spam-status", "content-type")  # fmt: skip
 _ADDRESS_HEADERS = ("from", "to", "cc", "reply-to")
 _WANTED = frozenset((*SIGNALS, *_ADDRESS_HEADERS, "subject", "date", "message-id",
                      "in-reply-to", "references"))  # fmt: skip
@@ -53,6 +64,10 @@ _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/b
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 _WS = re.compile(r"[ \t\r\n]+")
+# control characters (C0, DEL, C1), bidi embeddings, overrides and isolates, line separators:
+# they reach terminals and letters from subjects and names, so they never leave the parser
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                       "\u2028\u2029]+")
 _ID = re.compile(r"<([^<>]*)>")
 _LIST_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\([^()]*\)?|<[^<>]*>?|[^",(<]+|.', re.S)
 _ADDR = re.compile(r"[^\s<>,;@]+@[^\s<>,;@()\[\]\"]+")
@@ -71,6 +86,7 @@ class ParseError(ValueError):
 def parse_mail(raw: bytes) -> ParsedMail:
     """Build a :class:`ParsedMail` from raw RFC 5322 bytes; raise ParseError if it is not mail."""
     install_aliases()
+    raw, cut = _bounded_header(raw)
     parser = _mail_parser(raw)
     message: Message = parser.message
     headers = _top_headers(message)
@@ -79,21 +95,54 @@ def parse_mail(raw: bytes) -> ParsedMail:
     walk = _Walk(message)
     first = headers.get
     return ParsedMail(
-        message_id=next(iter(_ids(first("message-id", [""])[0])), ""),
+        # an overlong Message-ID is kept: the store refuses it, and the mail is quarantined
+        message_id=next(iter(_ids(first("message-id", [""])[0], checked=False)), ""),
         from_=_sender(first("from", [])),
         to=_addresses(first("to", [])),
         cc=_addresses(first("cc", [])),
         reply_to=_addresses(first("reply-to", [])),
-        subject=_text(first("subject", [""])[0], words=True),
-        date=_text(first("date", [""])[0]),
+        subject=_line(_text(first("subject", [""])[0], words=True), MAX_SUBJECT),
+        date=_line(_text(first("date", [""])[0]), 200),
         text="\n".join(walk.plain) if walk.plain else html_to_text("\n".join(walk.html)),
         html="\n".join(walk.html),
         attachments=tuple(walk.attachments),
-        in_reply_to=_ids(" ".join(first("in-reply-to", []))),
-        references=_ids(" ".join(first("references", []))),
-        signals={name: _text(headers[name][0]) for name in SIGNALS if name in headers},
-        defects=_defects(parser.defects, walk.defects),
+        in_reply_to=_ids(" ".join(first("in-reply-to", [])))[:MAX_REFERENCES],
+        references=_ids(" ".join(first("references", [])))[-MAX_REFERENCES:],
+        signals={name: _line(_text(headers[name][0]), MAX_SIGNAL)
+                 for name in SIGNALS if name in headers},
+        defects=_defects(parser.defects, [*cut, *walk.defects]),
     )
+
+
+def _bounded_header(raw: bytes) -> tuple[bytes, list[str]]:
+    """``raw`` with every top-level header field cut to MAX_FIELD bytes and no more than
+    MAX_RECEIVED Received: fields; what was cut."""
+    end = min((i for i in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n")) if i >= 0),
+              default=len(raw))
+    head = raw[:end]
+    if len(head) <= MAX_FIELD:
+        return raw, []
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\n"):
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    out, cut, received = [], [], 0
+    for field in fields:
+        if field[0][:9].lower() == b"received:":
+            received += 1
+            if received > MAX_RECEIVED:
+                continue
+        text = b"\n".join(field)
+        if len(text) > MAX_FIELD:
+            name = text.partition(b":")[0][:40].decode("ascii", "replace")
+            cut.append(f"header {name!r} cut from {len(text)} to {MAX_FIELD} bytes")
+            text = text[:MAX_FIELD].rstrip(b"\r")
+        out.append(text)
+    if received > MAX_RECEIVED:
+        cut.append(f"{received - MAX_RECEIVED} of {received} Received: fields left out")
+    return b"\n".join(out) + raw[end:], cut
 
 
 def _mail_parser(raw: bytes) -> mailparser.MailParser:
@@ -132,22 +181,33 @@ def _text(value: str, words: bool = False) -> str:
     return _WS.sub(" ", decode_words(value) if words else value).strip()
 
 
-def _ids(value: str) -> tuple[str, ...]:
-    """Message ids as ``<...>`` tokens; garbage between them is dropped."""
+def _line(value: str, limit: int) -> str:
+    """One line of text: no control characters, at most ``limit`` characters."""
+    value = _CONTROLS.sub(" ", value)
+    if _WS.search(value):
+        value = _WS.sub(" ", value).strip()
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def _ids(value: str, checked: bool = True) -> tuple[str, ...]:
+    """Message ids as ``<...>`` tokens; garbage between them is dropped. ``checked``: so are
+    ids too long for a header line or with control characters (they could not be written
+    back, and no letter of ours carries one)."""
     found = ["".join(inner.split()) for inner in _ID.findall(value)]
     if not found and "<" not in value:  # ids written without brackets
         found = [token for token in value.split() if "@" in token]
-    return tuple(dict.fromkeys(f"<{token}>" for token in found if token))
+    return tuple(dict.fromkeys(f"<{token}>" for token in found if token and (
+        not checked or (len(token) <= MAX_ID - 2 and not _CONTROLS.search(token)))))
 
 
 def _address(name: str, addr: str) -> Address:
     addr = addr.strip().lower()
-    if not _ADDR.fullmatch(addr):
+    if len(addr) > MAX_ADDRESS or not _ADDR.fullmatch(addr):
         return Address("", "")
     name = _WS.sub(" ", decode_words(name)).strip()
     if len(name) > 1 and name[0] == name[-1] == '"':
         name = name[1:-1].strip()
-    return Address(name, addr)
+    return Address(_line(name, MAX_NAME), addr)
 
 
 def _addresses(values: list[str]) -> tuple[Address, ...]:

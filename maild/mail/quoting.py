@@ -13,10 +13,19 @@ import re
 _SEPARATOR = re.compile(
     r"^\s*(-{2,}\s*(原始邮件|原始郵件|Original Message|Original|转发邮件信息|Forwarded message)"
     r"\s*-{2,}|_{10,}|--\s*)$", re.IGNORECASE)
-_WROTE = re.compile(r"(wrote|写道|寫道)\s*[:：]?\s*$", re.IGNORECASE)
+_WROTE = ("wrote", "写道", "寫道")
 _HEADER = re.compile(r"^\s*\**(From|发件人|寄件者|寄件人)\**\s*[:：]", re.IGNORECASE)
 _HEADER_NEXT = re.compile(r"^\s*\**(Sent|Date|To|Subject|发送时间|时间|日期|收件人|主题|"
                           r"寄件日期|傳送時間)\**\s*[:：]", re.IGNORECASE)
+
+
+def _wrote(line: str) -> bool:
+    """``… wrote:`` / ``… 写道：`` at the end of a line (a string test: a pattern with blank
+    runs before the end takes quadratic time on a long line of blanks)."""
+    end = line.rstrip()
+    if end.endswith((":", "：")):
+        end = end[:-1].rstrip()
+    return end.casefold().endswith(_WROTE)
 
 
 def _quote_starts(lines: list[str], i: int) -> bool:
@@ -24,9 +33,9 @@ def _quote_starts(lines: list[str], i: int) -> bool:
     s = line.strip()
     if s.startswith(">") or _SEPARATOR.match(line):
         return True
-    if _WROTE.search(s) and (s.startswith(("On ", "在")) or "<" in s or "于" in s):
+    if _wrote(s) and (s.startswith(("On ", "在")) or "<" in s or "于" in s):
         return True
-    if s.startswith("On ") and any(_WROTE.search(n) for n in lines[i + 1:i + 3]):
+    if s.startswith("On ") and any(_wrote(n) for n in lines[i + 1:i + 3]):
         return True  # Gmail wraps a long "On … wrote:" line
     if _HEADER.match(line):
         return any(_HEADER_NEXT.match(n) for n in lines[i + 1:i + 5])

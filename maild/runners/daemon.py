@@ -13,8 +13,10 @@ restarts and several daemons fire each timer and send each weekly digest once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,14 +25,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tortoise.exceptions import DBConnectionError
 
 from maild.adapters.senders import MailSender
-from maild.adapters.sources.base import MailSource, MailSourceError
+from maild.adapters.sources.base import MailSource
 from maild.calendar.business import uncovered_years
 from maild.config import Config
+from maild.runners import faults
+from maild.runners.faults import Fault, FaultExit, FaultState, IntakeFault
 from maild.runners.intake import Intake
-from maild.runners.outbox import drain
+from maild.runners.outbox import Outage, drain, owner_notice, retry_policy
 from maild.runners.sweeper import Sweeper
 from maild.site import Site
-from maild.store import Store
+from maild.store import SchemaError, Store
 
 log = logging.getLogger("maild.daemon")
 
@@ -56,6 +60,11 @@ class Daemon:
         self.sent = self.send_failures = 0
         self.fired = self.digests = 0
         self.sweeper = Sweeper(app.site, app.store)
+        self.outage = Outage()  # delivery trouble, reported once
+        #: the outage in hand (database or intake), for the log and a health check
+        self.fault = FaultState(app.cfg.mailbox.fault_backoff_max)
+        self._once = False
+        self._retry: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -66,27 +75,75 @@ class Daemon:
                     wait: bool = False) -> None:
         """Poll the mailbox (``intake``), fire due timers and the digest (``timers``), then
         send what is due. Letters the intake commits are sent while it goes on. Errors are
-        logged, never fatal. A busy daemon skips the run unless told to ``wait`` for the one
-        in hand."""
+        logged, never fatal: a failed intake is retried with backoff (``self.fault``), and
+        the intake waits for its turn meanwhile. A busy daemon skips the run unless told to
+        ``wait`` for the one in hand."""
         if self._busy.locked() and not wait:
             return
         async with self._busy:
-            app = self.app
-            if intake:
-                done = asyncio.Event()
-                sending = asyncio.create_task(self._send_during_intake(done))
-                try:
-                    await app.intake.poll(self.stopping.is_set)
-                except (MailSourceError, DBConnectionError, OSError) as e:
-                    log.error("intake failed, will retry next cycle: %s", e)
-                finally:
-                    done.set()
-                    app.intake.committed.set()
-                    await sending
-                    await asyncio.to_thread(app.source.close)
+            failed = False
+            if intake and not self.fault.waiting():
+                failed = not await self._intake()
+                if failed and self._once:
+                    return  # exits non-zero: nothing else to try in this run
             if timers and not self.stopping.is_set():
                 await self._timers()
-            await self._send()
+            if not failed:  # else most likely the sender's trouble too: the next cycle sends
+                await self._send()
+
+    async def _intake(self) -> bool:
+        """One poll, the sender sending what it commits; False when the environment failed
+        it (the mail stays in the mailbox; the next attempt is scheduled with backoff)."""
+        app = self.app
+        if self.fault.active:  # a new connection: the old one may be read-only or dead
+            try:
+                await app.store.reconnect()
+            except Exception as e:  # noqa: BLE001 - the database is not back yet
+                self._intake_failed(faults.environmental(e))
+                return False
+        done = asyncio.Event()
+        sending = asyncio.create_task(self._send_during_intake(done))
+        try:
+            await app.intake.poll(self.stopping.is_set)
+        except IntakeFault as e:
+            self._intake_failed(e.fault)
+            return False
+        finally:
+            done.set()
+            app.intake.committed.set()
+            try:
+                await sending
+            except Exception as e:  # noqa: BLE001 - the sender's trouble: it reports it
+                log.debug("sending during the intake: %s", e)
+            try:
+                await asyncio.to_thread(app.source.close)
+            except Exception as e:  # noqa: BLE001 - e.g. a logout on a dead connection
+                log.debug("closing the mailbox: %s", e)
+        took = self.fault.cleared()
+        if took is not None:
+            log.warning("intake resumed after %.0f s, %d failed attempts", *took)
+        return True
+
+    def _intake_failed(self, fault: Fault) -> None:
+        """Log an outage once, when it starts, and schedule the next attempt."""
+        if self.fault.failed(fault):
+            log.error("intake stopped: %s%s", fault,
+                      "" if self._once else ": retrying with backoff",
+                      exc_info=None if fault.certain else fault.exc)
+        else:
+            log.debug("intake still failing (attempt %d): %s", self.fault.attempts, fault)
+        if self._once or self.stopping.is_set():
+            return
+        if self._retry is not None and self._retry is not asyncio.current_task():
+            self._retry.cancel()  # asleep or waiting for the busy lock: one retry at a time
+        self._retry = asyncio.create_task(
+            self._retry_intake(self.fault.retry_at - time.monotonic()))
+
+    async def _retry_intake(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), max(0.0, delay))
+        if not self.stopping.is_set():
+            await self.cycle(wait=True)
 
     async def _send_during_intake(self, done: asyncio.Event) -> None:
         committed = self.app.intake.committed
@@ -101,9 +158,10 @@ class Daemon:
         app = self.app
         try:
             sent, failed = await drain(app.store, app.sender, app.clock,
-                                       max_attempts=app.cfg.smtp.max_attempts,
+                                       retry=retry_policy(app.cfg.smtp),
                                        lease=app.cfg.smtp.lease_seconds,
-                                       should_stop=self.stopping.is_set)
+                                       should_stop=self.stopping.is_set,
+                                       tell=owner_notice(app.site), outage=self.outage)
         except (DBConnectionError, OSError) as e:
             log.error("sending failed, will retry next cycle: %s", e)
             return False
@@ -138,23 +196,62 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        await self.app.store.open(migrate="empty")  # an existing database: maild db upgrade
+        self._once = once
+        if not await self._open():
+            return  # stopped while waiting for the database
         self.warn_uncovered_years()
         try:
             if once:
                 await self.cycle(timers=True)
+                if self.fault.fault is not None:
+                    raise FaultExit(f"maild: intake failed: {self.fault.fault}")
             else:
                 await self._forever()
         finally:
             async with self._busy:
                 await self.app.sender.close()
                 await self.app.store.close()
+                self.app.store.journal.close()  # every delivery in it is marked by now
                 await asyncio.to_thread(self.app.intake.close)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             log.info("exit: %s sent=%d send_failures=%d timers_fired=%d digests=%d",
                      self.app.intake.counters.line(), self.sent, self.send_failures,
                      self.fired, self.digests)
+
+    async def _open(self) -> bool:
+        """Open the store and check that it takes a write. One that cannot be used yet (a
+        server down, a file or server read-only) is tried again with backoff, each time on
+        a new connection, and logged once; ``--once`` exits non-zero instead. False when
+        stopped while waiting."""
+        store = self.app.store
+        while True:
+            try:
+                await store.open(migrate="empty")  # an existing database: maild db upgrade
+                try:
+                    await store.probe()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await store.close()
+                    raise
+            except SchemaError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the database is not usable (yet)
+                fault = faults.environmental(e)
+                if self._once:
+                    raise FaultExit(f"maild: database unusable: {fault}") from e
+                if self.fault.failed(fault):
+                    log.error("database unusable: %s: retrying with backoff", fault)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(),
+                                           max(0.0, self.fault.retry_at - time.monotonic()))
+                if self.stopping.is_set():
+                    return False
+                continue
+            took = self.fault.cleared()
+            if took is not None:
+                log.warning("database usable after %.0f s, %d failed attempts", *took)
+            return True
 
     async def _forever(self) -> None:
         scheduler = AsyncIOScheduler(timezone="UTC")
@@ -177,6 +274,15 @@ class Daemon:
         try:
             await self.stopping.wait()
         finally:
+            await self._shutdown(scheduler)
+
+    async def _shutdown(self, scheduler: AsyncIOScheduler) -> None:
+        """A graceful stop: no run starts any more; the run in hand, told by ``stopping``,
+        decides the mail in hand (or leaves it untouched), lets the letter in flight finish,
+        marks what went out and gives back the letters it had not tried; only then does the
+        scheduler go, cancelling nothing but runs still waiting for their turn."""
+        scheduler.pause()
+        async with self._busy:
             scheduler.shutdown(wait=False)
 
 

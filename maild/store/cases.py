@@ -82,17 +82,21 @@ class Cases:
 
     async def known(self, mail: ParsedMail, candidates: Sequence[str]) -> Known:
         refs = list(dict.fromkeys((*mail.in_reply_to, *mail.references)))
+        parent = set(mail.in_reply_to or mail.references[-1:])
         by_id: dict[str, str] = {}
+        subjects: dict[str, str] = {}
         if refs:
-            for mid, number in await Message.filter(
-                    message_id__in=refs, case_id__isnull=False).values_list(
-                    "message_id", "case__number"):
-                by_id[mid] = number
+            for mid, number, subject in await Message.filter(
+                    message_id__in=refs).values_list("message_id", "case__number", "subject"):
+                if number:
+                    by_id[mid] = number
+                if mid in parent and subject:  # the answered message's, for inherited tags
+                    subjects[mid] = f"{subjects[mid]} {subject}" if mid in subjects else subject
         numbers: set[str] = set()
         if candidates:
             numbers = set(cast("list[str]", await Case.filter(
                 number__in=list(candidates)).values_list("number", flat=True)))
-        return Known(by_id, frozenset(numbers))
+        return Known(by_id, frozenset(numbers), subjects)
 
     async def case_view(self, number: str) -> CaseView | None:
         c = await Case.get_or_none(number=number)
@@ -113,7 +117,7 @@ class Cases:
             applied = apply(before, decision, env.now, env.calendar, number=number)
             if applied.case is not None:
                 touched = any(isinstance(e, UpdateCase) for e in decision.effects)
-                case = await _write_case(case, applied.case, env.now, touched)
+                case = await write_case(case, applied.case, env.now, touched)
             for out in applied.outputs:
                 if isinstance(out, SendLetter):
                     await self._enqueue(out, case, mail, env)
@@ -230,8 +234,8 @@ async def case_state(c: Case) -> CaseState:
         for t in timers))
 
 
-async def _write_case(row: Case | None, state: CaseState, now: datetime,
-                      touched: bool) -> Case:
+async def write_case(row: Case | None, state: CaseState, now: datetime,
+                     touched: bool) -> Case:
     v = state.view
     if row is None:
         row = Case(number=v.number, process=v.process, opened_at=now)
@@ -269,6 +273,16 @@ async def set_timer(case: Case, effect: SetTimer | CancelTimers, now: datetime) 
     await write_timers(case, apply_timer(state.timers, effect), state, now)
 
 
+_CONTROLS = str.maketrans(dict.fromkeys(
+    [*range(0x00, 0x09), 0x0b, 0x0c, *range(0x0e, 0x20), *range(0x7f, 0xa0)]))
+
+
 def clean(s: str) -> str:
-    """Text as the databases accept it: PostgreSQL refuses NUL characters."""
-    return s.replace("\x00", "")
+    """Text as the databases accept it (PostgreSQL refuses NUL characters) and terminals show
+    it: no control characters but tab and line breaks; lone surrogates replaced."""
+    s = s.translate(_CONTROLS)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = s.encode("utf-8", "replace").decode("utf-8")
+    return s

@@ -142,8 +142,11 @@ def test_every_sub_command_has_a_handler() -> None:
     """Each leaf sub-command sets ``func``, and the function it names exists (the handlers
     are imported only when their command runs, so a typo would otherwise show late)."""
     found = dict(_sub_commands(_parser()))
-    assert sorted(found) == ["cases list", "cases show", "config check", "db upgrade", "demo",
-                             "digest", "explain", "init", "run"]
+    assert sorted(found) == [
+        "backup", "cases assign", "cases close", "cases export", "cases list", "cases note",
+        "cases reopen", "cases show", "config check", "db upgrade", "demo", "digest", "explain",
+        "init", "outbox cancel", "outbox list", "outbox retry", "reprocess", "run",
+        "triage list", "triage open", "triage show"]
     for words, parser in found.items():
         module, _, name = parser.get_default("func").__qualname__.partition(":")
         assert callable(getattr(importlib.import_module(module), name)), words

@@ -135,4 +135,47 @@ def test_a_robot_reply_still_threads_to_its_case() -> None:
 def test_every_rule_is_recorded_once() -> None:
     cls = run(mail("a@huaxin.example.cn", "询价"))
     names = [h.rule for h in cls.hits]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 18
+
+
+@pytest.mark.parametrize("headers, quiet", [
+    (dict(X_Auto_Response_Suppress="All"), "X-Auto-Response-Suppress: All"),
+    (dict(X_Auto_Response_Suppress="OOF, AutoReply"), "X-Auto-Response-Suppress: OOF, AutoReply"),
+    (dict(X_Auto_Response_Suppress="DR, RN, NRN"), None),
+    (dict(X_Spam_Flag="YES"), "marked as spam (X-Spam-Flag: YES)"),
+    (dict(X_Spam_Status="Yes, score=9.1"), "marked as spam (X-Spam-Status: Yes)"),
+    (dict(X_Spam_Status="No, score=0.1", X_Spam_Flag="NO"), None),
+])
+def test_senders_who_want_no_automatic_reply(headers: dict[str, str], quiet: str | None) -> None:
+    cls = run(mail("a@huaxin.example.cn", "询价", **headers))
+    assert cls.quiet == quiet
+    assert cls.process == "customer" and cls.robot is None  # routed all the same
+
+
+def test_spam_is_acknowledged_when_configured() -> None:
+    m = parse_mail(mail("a@huaxin.example.cn", "询价", X_Spam_Flag="YES"))
+    cls = classify(m, DIRECTORY, NOTHING_KNOWN, acknowledge_spam=True)
+    assert cls.quiet is None
+    assert [h.outcome for h in cls.hits if h.rule == "spam_flag"] == ["hit"]
+
+
+@pytest.mark.parametrize("sender", ["", "not an address", "a@b@c",
+                                    "x" * 300 + "@huaxin.example.cn"])
+def test_mail_without_a_usable_sender_goes_to_triage(sender: str) -> None:
+    raw = mail("placeholder@x.test", "询价").replace(b"From: placeholder@x.test",
+                                                    f"From: {sender}".encode())
+    cls = run(raw)
+    assert cls.route == "triage"
+    assert [h.rule for h in cls.hits if h.outcome == "hit"] == ["no_sender"]
+
+
+def test_the_answered_message_s_subject_is_kept_for_inherited_tags() -> None:
+    known = Known({"<n1@example.test>": "2026-客-001"}, frozenset(),
+                  {"<n1@example.test>": "[2026-客-001] 新案件待跟进：询价 [关闭]",
+                   "<old@example.test>": "older"})
+    cls = run(mail("ma@corp.example.test", "Re: x", In_Reply_To="<n1@example.test>",
+                   References="<old@example.test> <n1@example.test>"), known)
+    assert cls.replied_subjects == ("[2026-客-001] 新案件待跟进：询价 [关闭]",)
+    by_refs = run(mail("ma@corp.example.test", "Re: x",
+                       References="<n1@example.test> <old@example.test>"), known)
+    assert by_refs.replied_subjects == ("older",)  # without In-Reply-To: the last reference

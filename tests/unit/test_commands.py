@@ -127,3 +127,29 @@ def test_dates(text: str, expected: tuple[date, str] | None) -> None:
 ])
 def test_action_items(arg: str, expected: ActionArg | str) -> None:
     assert parse_action(arg) == expected
+
+
+@pytest.mark.parametrize("subject, expected", [
+    ("Re: [2026-技-005] x ［确认］", ["confirm"]),  # full-width brackets
+    ("Re: [2026-技-005] x [ＣＯＮＦＩＲＭ]", ["confirm"]),  # full-width letters
+    ("Re: [2026-技-005] x ︻推进︼", ["advance"]),  # presentation forms (NFKC: 【】)
+    ("Re: [2026-技-005] x [关[关闭]闭]", []),  # a tag inside brackets is text
+    ("Re: [2026-技-005] x 【关【关闭】闭】", []),
+    ("Re: [2026-技-005] x [ [CLOSE] ]", []),
+    ("Re: [2026-技-005] x [CLOSE", []),
+    ("Re: [2026-技-005] x ]CLOSE]", []),
+])
+def test_subject_tags_after_nfkc_and_only_standing_alone(subject: str,
+                                                         expected: list[str]) -> None:
+    assert [c.name for c in parse_commands("好的\n", subject)] == expected
+
+
+def test_full_width_command_words_in_the_body() -> None:
+    [c] = parse_commands("＃ＣＬＯＳＥ 不再需要\n")
+    assert (c.name, c.arg) == ("close", "不再需要")
+
+
+def test_commands_are_bounded() -> None:
+    cmds = parse_commands("#note " + "长" * 100_000 + "\n" + "#确认\n" * 500)
+    assert len(cmds) == 50
+    assert len(cmds[0].arg) <= 2000 and len(cmds[0].line) <= 300

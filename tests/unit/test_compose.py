@@ -71,3 +71,22 @@ def test_unusual_addresses_and_control_characters_take_the_email_package_path() 
     assert b'boundary="===============' in raw  # the email package's boundary
     with pytest.raises(ValueError):  # as before: a header may not carry a line break
         compose(Rendered("a\nBcc: x@evil.example", "t", "h"), **BASE)
+
+
+LONG_ID = "<" + "x" * 960 + "@huaxin.example.cn>"
+FIT_ID = "<" + "y" * 870 + "@huaxin.example.cn>"
+
+
+@pytest.mark.parametrize("to", [["wang@huaxin.example.cn"], ["wang@例子.example"]])
+def test_ids_that_cannot_be_written_back_are_left_out(to: list[str]) -> None:
+    """Both writers: a 985-byte id (or one with blanks or controls) would make a header line
+    SMTP refuses; it is dropped, a long one that fits is written on a line of its own."""
+    bad = [LONG_ID, "<a b@x>", "<c\x01@x>", "<中@x>", "<>", "no-brackets@x"]
+    raw = compose(_templates()[0], **{**BASE, "to": to, "in_reply_to": LONG_ID,
+                                      "references": ["<r@x.example>", *bad, FIT_ID]})
+    assert max(map(len, raw.split(b"\r\n"))) <= 998
+    m = parse_mail(raw)
+    assert m.in_reply_to == () and m.references == ("<r@x.example>", FIT_ID)
+    raw = compose(_templates()[0], **{**BASE, "to": to, "in_reply_to": FIT_ID})
+    assert parse_mail(raw).in_reply_to == (FIT_ID,)
+    assert b"=?" not in raw.split(b"In-Reply-To:")[1].split(b"\r\n")[0]
