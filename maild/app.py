@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from maild import config as cfgmod
 from maild.adapters.senders import MailSender, SendThread, make_sender
@@ -15,6 +16,8 @@ from maild.runners.daemon import App, Daemon
 from maild.runners.intake import Intake
 from maild.site import Site
 from maild.store import Store
+
+T = TypeVar("T")
 
 
 def make_clock(now: datetime | None) -> Callable[[], datetime]:
@@ -28,6 +31,19 @@ def make_clock(now: datetime | None) -> Callable[[], datetime]:
 
 def make_store(cfg: Config) -> Store:
     return Store(cfg.database.url, cfg.raw_dir, Path(cfg.base_dir))
+
+
+def with_store(cfg: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``fn`` on the configured store, opened for it and closed after (one command)."""
+    async def go() -> T:
+        store = make_store(cfg)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
 
 
 def make_source(cfg: Config) -> MailSource:
@@ -66,4 +82,4 @@ def run(cfg: Config, *, once: bool, now: datetime | None = None) -> App:
     return app
 
 
-__all__ = ["App", "ConfigError", "build", "make_clock", "make_store", "run"]
+__all__ = ["App", "ConfigError", "build", "make_clock", "make_store", "run", "with_store"]

@@ -7,35 +7,16 @@ the same command by mail would (timers and letters included); see ``maild.store.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from maild import config as cfgmod
-from maild.app import make_clock, make_store
-from maild.config import Config
+from maild.app import make_clock, with_store
 from maild.site import Site, site_processes
 from maild.store import Store
 from maild.store.admin import AdminError, admin_actor, case_action, cases_since, export_case
-
-T = TypeVar("T")
-
-
-def with_store(cfg: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``fn`` on the opened store of ``cfg``, then close it."""
-    async def go() -> T:
-        store = make_store(cfg)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 def fail(e: Exception) -> int:

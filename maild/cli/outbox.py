@@ -4,39 +4,21 @@ the administrator's hand on them (each retry and cancel is on the case's timelin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from maild import config as cfgmod
-from maild.app import make_clock, make_store
+from maild.app import make_clock, with_store
 from maild.cli.output import print_json, table
-from maild.config import Config
-from maild.store import Store
 from maild.store.outbox import check_address
-
-T = TypeVar("T")
-
-
-def _with_store(cfg: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
-    async def go() -> T:
-        store = make_store(cfg)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 def list_outbox(args: argparse.Namespace) -> int:
     cfg = cfgmod.load(args.config)
     states = tuple(args.state or ("pending", "failed"))
-    rows = _with_store(cfg, lambda s: s.outbox(states))
+    rows = with_store(cfg, lambda s: s.outbox(states))
     if args.json:
         print_json(rows)
         return 0
@@ -61,13 +43,13 @@ def retry(args: argparse.Namespace) -> int:
             print(f"maild: --to: {e}", file=sys.stderr)
             return 2
     now = make_clock(args.now)()
-    return _report(_with_store(cfg, lambda s: s.retry(args.ids, now, to=args.to)))
+    return _report(with_store(cfg, lambda s: s.retry(args.ids, now, to=args.to)))
 
 
 def cancel(args: argparse.Namespace) -> int:
     cfg = cfgmod.load(args.config)
     now = make_clock(args.now)()
-    return _report(_with_store(cfg, lambda s: s.cancel(args.ids, now)))
+    return _report(with_store(cfg, lambda s: s.cancel(args.ids, now)))
 
 
 def _report(lines: list[str]) -> int:

@@ -8,8 +8,8 @@ import argparse
 import asyncio
 
 from maild import config as cfgmod
-from maild.app import make_clock
-from maild.cli.admin_cases import fail, with_store
+from maild.app import make_clock, with_store
+from maild.cli.admin_cases import fail
 from maild.cli.explain import explain_mail, format_text
 from maild.cli.output import print_json
 from maild.cli.triage import outcome_text

@@ -7,8 +7,8 @@ import argparse
 from typing import Any
 
 from maild import config as cfgmod
-from maild.app import make_clock
-from maild.cli.admin_cases import fail, with_store
+from maild.app import make_clock, with_store
+from maild.cli.admin_cases import fail
 from maild.cli.output import clean, print_json, table
 from maild.runners.reprocess import Redecided, open_from_triage
 from maild.site import Site

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from tortoise.exceptions import DBConnectionError
 
 from maild.adapters.senders import MailSender
 from maild.adapters.sources.base import MailSource
@@ -162,8 +161,8 @@ class Daemon:
                                        lease=app.cfg.smtp.lease_seconds,
                                        should_stop=self.stopping.is_set,
                                        tell=owner_notice(app.site), outage=self.outage)
-        except (DBConnectionError, OSError) as e:
-            log.error("sending failed, will retry next cycle: %s", e)
+        except Exception as e:  # noqa: BLE001 - a database away or read-only, a disk: retried
+            log.error("sending failed, will retry next cycle: %s", faults.environmental(e))
             return False
         self.sent += sent
         self.send_failures += failed
@@ -173,14 +172,16 @@ class Daemon:
         now = self.app.clock()
         try:
             self.fired += (await self.sweeper.timers(now)).fired
-        except (DBConnectionError, OSError) as e:
-            log.error("timer sweep failed, will retry: %s", e)
+        except Exception as e:  # noqa: BLE001 - a database away or read-only, a disk: retried
+            log.error("timer sweep failed, will retry: %s", faults.environmental(e))
         try:
             self.digests += await self.sweeper.digest(now)
-        except DBConnectionError as e:
-            log.error("digest failed, will retry: %s", e)
-        except Exception:  # noqa: BLE001 - e.g. a broken digest template: keep running
-            log.exception("digest failed, will retry at the next sweep")
+        except Exception as e:  # noqa: BLE001 - e.g. a broken digest template: keep running
+            fault = faults.classify(e)
+            if fault.kind == faults.ENVIRONMENT and fault.certain:
+                log.error("digest failed, will retry: %s", fault)
+            else:
+                log.exception("digest failed, will retry at the next sweep")
 
     def warn_uncovered_years(self) -> None:
         """Loudly, at start-up: deadlines in a year without holiday data may be wrong."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import email
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,38 +21,21 @@ from pathlib import Path
 
 import pytest
 from servers import DovecotServer, SmtpSink
-from support import DIRECTORY_TOML, mail
+from support import mail
+from test_e2e import Deployment
 
 pytestmark = pytest.mark.slow
 
 BACKLOG = 150
 
 
-class Stack:
+class Stack(Deployment):
     """``maild run`` against the test Dovecot and a slow SMTP sink."""
 
     def __init__(self, base: Path, dovecot: DovecotServer, sink: SmtpSink) -> None:
-        self.base, self.dovecot, self.sink = base, dovecot, sink
-        self.config = base / "maild.toml"
-        self.config.write_text(f"""
-[database]
-url = "sqlite://var/maild.db"
-[mailbox]
-url = "{dovecot.imap_url}"
-batch_size = 50
-poll_interval = 0.5
-[smtp]
-url = "smtp://{sink.host}:{sink.port}"
-lease_seconds = 1
-""" + DIRECTORY_TOML, encoding="utf-8")
+        super().__init__(base, dovecot, sink)
         # each letter takes the sink 15 ms: a stop or kill lands while letters are in flight
         sink.on_accept = lambda: time.sleep(0.015)
-
-    def env(self) -> dict[str, str]:
-        import os
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILD_")}
-        return {**env, "MAILD_IMAP_PASSWORD": self.dovecot.password}
 
     def start(self) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "maild", "run", "-c", str(self.config)],
@@ -67,10 +49,6 @@ lease_seconds = 1
                             "--once", "--now", later], env=self.env(), cwd=self.base,
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
-
-    def db(self, sql: str) -> list[tuple[object, ...]]:
-        with sqlite3.connect(self.base / "var" / "maild.db") as conn:
-            return conn.execute(sql).fetchall()
 
     def ids(self) -> Counter[str]:
         return Counter(email.message_from_bytes(m.raw)["Message-ID"]
