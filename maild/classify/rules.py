@@ -244,7 +244,9 @@ def _spam_flag(env: Env) -> tuple[str, dict[str, Any]] | None:
 
 
 def _thread_headers(env: Env) -> tuple[str, dict[str, Any]] | None:
-    for mid in (*env.mail.in_reply_to, *reversed(env.mail.references)):
+    # a bounce belongs where the letter it returns does
+    returned = (env.mail.dsn.original_id,) if env.mail.dsn and env.mail.dsn.original_id else ()
+    for mid in (*returned, *env.mail.in_reply_to, *reversed(env.mail.references)):
         number = env.known.case_by_message_id.get(mid)
         if number:
             return f"{mid} belongs to {number}", {"case_number": number}

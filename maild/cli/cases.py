@@ -94,6 +94,8 @@ def format_case(case: dict[str, Any], tz: tzinfo | None = None) -> str:
          ("id", "text", "owner", "due", "support", "done")),
         ("milestones", case.get("milestones") or [], ("date", "title")),
         ("delays", case.get("delays") or [], ("date", "reason", "explained")),
+        ("bounced", [{**b, "at": short(b.get("at"))} for b in case.get("bounced") or []],
+         ("address", "status", "at", "diagnostic")),
     ]
     for name, rows, columns in sections:
         if rows:

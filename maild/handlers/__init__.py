@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from maild.classify.rules import Classification
+from maild.engine.bounce import bounce_decision
 from maild.engine.definitions import ProcessDef, ProcessError, load_processes
 from maild.engine.effects import CaseView, Context, Decision, Note, SendLetter
 from maild.engine.operations import GENERIC
@@ -91,11 +92,17 @@ def decide(mail: ParsedMail, cls: Classification, case: CaseView | None,
            ctx: Context) -> Decision:
     """The pure decision on one mail: its case's handler, or what to do without one.
 
-    A robot's mail runs nothing (no command, no intent): it is noted. So is a mail without a
+    A bounce of one of a case's letters marks its failed recipients and tells the owner
+    (``maild.engine.bounce``). Any other robot's mail runs nothing (no command, no intent):
+    it is noted. So is a mail without a
     usable From address, which never opens a case either. Nothing automatic goes back to a
     sender who asked for none (``X-Auto-Response-Suppress``) or whose mail is spam.
     """
     if case is not None:
+        if mail.dsn is not None and cls.robot:
+            bounced = bounce_decision(case, mail.dsn, mail.from_.addr, ctx)
+            if bounced is not None:
+                return bounced
         if cls.robot:
             note = Note("robot", f"{cls.robot}: {mail.subject}", mail.from_.addr or "(robot)")
             return Decision((note,), f"{cls.robot}: recorded on {case.number}, not answered")

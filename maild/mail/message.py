@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from maild.mail.dsn import Dsn
+
 
 @dataclass(frozen=True)
 class Address:
@@ -43,3 +45,5 @@ class ParsedMail:
     # (top-level); each value one line of at most 1000 characters
     signals: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     defects: tuple[str, ...] = ()  # human-readable parser defects (kept for `explain`)
+    #: a bounce: the recipients that failed and the returned letter's Message-ID
+    dsn: Dsn | None = field(default=None, hash=False, compare=False)

@@ -24,6 +24,7 @@ from maild.mail.charset import (
     install_aliases,
     recover_raw,
 )
+from maild.mail.dsn import Dsn, parse_dsn
 from maild.mail.message import Address, Attachment, ParsedMail
 
 if TYPE_CHECKING:
@@ -94,16 +95,18 @@ def parse_mail(raw: bytes) -> ParsedMail:
         raise ParseError(_not_mail_reason(raw))
     walk = _Walk(message)
     first = headers.get
+    text = "\n".join(walk.plain) if walk.plain else html_to_text("\n".join(walk.html))
+    from_ = _sender(first("from", []))
     return ParsedMail(
         # an overlong Message-ID is kept: the store refuses it, and the mail is quarantined
         message_id=next(iter(_ids(first("message-id", [""])[0], checked=False)), ""),
-        from_=_sender(first("from", [])),
+        from_=from_,
         to=_addresses(first("to", [])),
         cc=_addresses(first("cc", [])),
         reply_to=_addresses(first("reply-to", [])),
         subject=_line(_text(first("subject", [""])[0], words=True), MAX_SUBJECT),
         date=_line(_text(first("date", [""])[0]), 200),
-        text="\n".join(walk.plain) if walk.plain else html_to_text("\n".join(walk.html)),
+        text=text,
         html="\n".join(walk.html),
         attachments=tuple(walk.attachments),
         in_reply_to=_ids(" ".join(first("in-reply-to", [])))[:MAX_REFERENCES],
@@ -111,7 +114,16 @@ def parse_mail(raw: bytes) -> ParsedMail:
         signals={name: _line(_text(headers[name][0]), MAX_SIGNAL)
                  for name in SIGNALS if name in headers},
         defects=_defects(parser.defects, [*cut, *walk.defects]),
+        dsn=_dsn(message, from_.addr, _text(first("return-path", [""])[0]), text),
     )
+
+
+def _dsn(message: Message, sender: str, return_path: str, text: str) -> Dsn | None:
+    """The bounce the mail reports; a report too odd to read is no bounce (never an error)."""
+    try:
+        return parse_dsn(message, sender=sender, return_path=return_path, text=text)
+    except Exception:  # best effort: a broken report must not quarantine the mail
+        return None
 
 
 def _bounded_header(raw: bytes) -> tuple[bytes, list[str]]:

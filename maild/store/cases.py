@@ -8,7 +8,7 @@ reads the case and its timers, draws the next number of a sequence, and writes t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from maild.engine.apply import (
     opening,
     sequence_key,
 )
+from maild.engine.bounce import BOUNCE_LETTER
 from maild.engine.effects import (
     CancelTimers,
     CaseView,
@@ -81,7 +82,8 @@ class Cases:
     files: ContentStore
 
     async def known(self, mail: ParsedMail, candidates: Sequence[str]) -> Known:
-        refs = list(dict.fromkeys((*mail.in_reply_to, *mail.references)))
+        returned = (mail.dsn.original_id,) if mail.dsn and mail.dsn.original_id else ()
+        refs = list(dict.fromkeys((*returned, *mail.in_reply_to, *mail.references)))
         parent = set(mail.in_reply_to or mail.references[-1:])
         by_id: dict[str, str] = {}
         subjects: dict[str, str] = {}
@@ -154,6 +156,8 @@ class Cases:
 
     async def _enqueue(self, letter: SendLetter, case: Case | None, mail: ParsedMail,
                        env: ApplyEnv) -> None:
+        if letter.letter == BOUNCE_LETTER and letter.context.get("outbox_id", 0) is None:
+            letter = await _bounced_letter(letter, env)
         refs = [*mail.references[-8:], mail.message_id] if mail.message_id else []
         await self.enqueue(letter, case, env, in_reply_to=mail.message_id or None,
                            references=refs)
@@ -190,10 +194,12 @@ class Cases:
         raw = compose(rendered, message_id=mid, from_addr=env.from_addr, from_name=env.org_name,
                       to=letter.to, cc=letter.cc, case_number=case.number if case else None,
                       in_reply_to=in_reply_to, references=references, now=env.now)
+        bounced = held(case, rcpt)
         rows: list[Outbox | Message | TimelineEntry] = [
             Outbox(case=case, message_id=mid, letter=letter.letter, mail_from=env.from_addr,
                    rcpt=rcpt, rcpt_key=rcpt[0], automatic=letter.automatic, body=raw,
-                   state="pending", next_attempt_at=env.now, created_at=env.now),
+                   state="held" if bounced else "pending", next_attempt_at=env.now,
+                   created_at=env.now),
             Message(direction="out", message_id=mid, case=case, state="queued",
                     sender=env.from_addr,
                     subject=letter_subject(rendered, case.number if case else None),
@@ -202,6 +208,11 @@ class Cases:
             rows.append(TimelineEntry(case=case, at=env.now, kind="letter", actor="maild",
                                       message_id=mid,
                                       text=f"{letter.letter} → {', '.join(rcpt)}"))
+        if case is not None and bounced:
+            rows.append(TimelineEntry(
+                case=case, at=env.now, kind="held", actor="maild", message_id=mid,
+                text=f"{letter.letter} → {', '.join(rcpt)} held: the address bounced "
+                     f"({'; '.join(bounced)}); `maild outbox retry` sends it"))
         return rows
 
     async def _over_limit(self, addr: str, env: ApplyEnv) -> bool:
@@ -216,6 +227,27 @@ class Cases:
             f'SELECT COUNT(*) AS n FROM "outbox" WHERE "rcpt_key" = {a} AND "automatic" = {b} '
             f'AND "created_at" >= {c}', [addr, True, since])
         return int(rows[0]["n"]) >= env.replies_per_hour
+
+
+def held(case: Case | None, rcpt: Sequence[str]) -> list[str]:
+    """Why a letter is held: each of its recipients bounced on its case (else empty)."""
+    bounced = (case.data or {}).get("bounced") or {} if case is not None else {}
+    if not rcpt or not all(a.lower() in bounced for a in rcpt):
+        return []
+    return [f"{a} {bounced[a.lower()].get('status', '')}".strip() for a in rcpt]
+
+
+async def _bounced_letter(letter: SendLetter, env: ApplyEnv) -> SendLetter:
+    """The owner's ``delivery_failed`` letter about a bounce, with the bounced letter's
+    outbox row (its name, when it was queued, its id for ``maild outbox retry``)."""
+    row = await Outbox.get_or_none(message_id=letter.context.get("message_id") or "")
+    tz = env.tz
+    extra: dict[str, Any] = {"outbox_id": row.id if row else 0,
+                             "letter": (row.letter if row else "") or "letter"}
+    if row is not None:
+        extra["attempts"] = max(row.attempts, 1)
+        extra["queued_at"] = row.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return replace(letter, context={**letter.context, **extra})
 
 
 # -- rows <-> the engine's values ------------------------------------------------------------

@@ -352,7 +352,8 @@ class OutboxQueue:
 
     # -- maild outbox list|retry|cancel -------------------------------------------------------
 
-    async def outbox(self, states: Sequence[str] = ("pending", "failed"), limit: int = 1000
+    async def outbox(self, states: Sequence[str] = ("pending", "failed", "held"),
+                     limit: int = 1000
                      ) -> list[dict[str, Any]]:
         """Letters in ``states`` (every state when empty), oldest first."""
         q = Outbox.filter(state__in=list(states)) if states else Outbox.all()
@@ -371,10 +372,11 @@ class OutboxQueue:
 
     async def retry(self, ids: Sequence[int], now: datetime, *, to: str | None = None
                     ) -> list[str]:
-        """``maild outbox retry``: each failed, pending or cancelled letter due again now, its
-        queue lifetime starting again; ``to`` replaces its To recipient (the header of the
-        stored message too; the Message-ID stays). Returns a line per letter; an admin
-        entry goes on the case's timeline."""
+        """``maild outbox retry``: each failed, pending, held or cancelled letter (or a sent
+        one that bounced, given ``to``) due again now, its queue lifetime starting again;
+        ``to`` replaces its To recipient (the header of the stored message too; the
+        Message-ID stays). Returns a line per letter; an admin entry goes on the case's
+        timeline."""
         if to is not None:
             to = check_address(to)
         out = []
@@ -384,7 +386,7 @@ class OutboxQueue:
                 if row is None:
                     out.append(f"#{i}: no such letter")
                     continue
-                if row.state == "sent":
+                if row.state == "sent" and to is None:  # a bounced one goes to a new address
                     out.append(f"#{i}: already sent at {row.sent_at}; not sent again")
                     continue
                 fields: dict[str, Any] = {"state": "pending", "next_attempt_at": now,

@@ -49,6 +49,8 @@ class Queries:
              "message_id": t.message_id, "text": t.text}
             for t in await TimelineEntry.filter(case=c).order_by("id")]
         out.update(process_facts(c))
+        out["bounced"] = [{"address": a, **dict(v)}
+                          for a, v in sorted(((c.data or {}).get("bounced") or {}).items())]
         out["attachments"] = await case_attachments(c)
         return out
 
