@@ -64,6 +64,8 @@ class Mailbox(_Model):
     quarantine_folder: str = "Quarantine"
     triage_folder: str = "Triage"  # new mail no process applies to, for a person to sort
     batch_size: int = Field(200, ge=1, le=5000)
+    # bytes fetched and held at once (the look-ahead batch included); a larger mail alone
+    batch_bytes: int = Field(32 * 1024 * 1024, ge=1)
     poll_interval: float = Field(30.0, gt=0)
     # processes that parse large batches beside the daemon (0: parse in the daemon itself)
     parse_workers: int = Field(1, ge=0, le=16)
@@ -152,6 +154,10 @@ class Routing(_Model):
 class Limits(_Model):
     replies_per_sender_per_hour: int = Field(10, ge=0)
     max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=0)
+    # a larger mail is not parsed but quarantined with the reason
+    max_message_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    # raw bytes kept of a mail: a larger one is kept truncated to this (and its reason says so)
+    max_raw_bytes: int = Field(200 * 1024 * 1024, ge=1)
 
 
 class LettersConfig(_Model):

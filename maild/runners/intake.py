@@ -28,7 +28,7 @@ from maild.mail.message import ParsedMail
 from maild.mail.parse import ParseError
 from maild.runners import faults
 from maild.runners.faults import Fault, IntakeFault
-from maild.runners.parser_pool import BatchParse, Parser
+from maild.runners.parser_pool import BatchParse, Parser, Unparsed, release_large_buffers
 from maild.site import Site
 from maild.store import DECIDED, ApplyEnv, Kept, Store
 from maild.store.models import Message
@@ -57,9 +57,11 @@ class Counters:
 
 @dataclass
 class _Ahead:
-    """A fetched batch whose raw bytes are being kept and whose mail is being parsed."""
+    """A fetched batch whose raw bytes are being kept and whose mail is being parsed. The raw
+    bytes are held only by those two steps, each dropping them when done with them."""
 
-    batch: list[Fetched]
+    uids: list[int]
+    size: int  # raw bytes fetched
     parses: BatchParse
     kept: asyncio.Future[list[Kept]]
 
@@ -83,6 +85,7 @@ class Intake:
         self.store = store
         self.clock = clock
         self.parser = Parser(self.cfg.mailbox.parse_workers)
+        release_large_buffers()  # large mails: their buffers are not kept once freed
         self.counters = Counters()
         #: set after each commit: letters may be waiting in the outbox
         self.committed = asyncio.Event()
@@ -127,28 +130,47 @@ class Intake:
         uidvalidity = await asyncio.to_thread(src.uidvalidity)
         last = await self.store.checkpoint(src.name, uidvalidity)
         await self._move_pending(uidvalidity)  # decided before a crash, never moved
-        ahead = await self._fetch(last, COMMIT_EVERY)
+        budget = self.cfg.mailbox.batch_bytes
+        ahead = await self._fetch(last, COMMIT_EVERY, budget)
         try:
-            while ahead.batch and not should_stop():
+            while ahead.uids and not should_stop():
                 current = ahead
                 kept = await current.kept
                 rows = await self.store.record_fetched(src.name, uidvalidity, kept,
                                                        self.clock())
                 failpoints.hit("after_fetch")
-                ahead = await self._fetch(current.batch[-1].uid, 4 * len(current.batch))
+                # the look-ahead shares the byte budget with the batch in hand: what does
+                # not fit beside it is fetched once that batch is decided
+                after, limit = current.uids[-1], 4 * len(current.uids)
+                ahead = await self._fetch(after, limit, budget - current.size, alone=False)
                 last = await self._batch(uidvalidity, current, rows, last, should_stop)
+                if not ahead.uids and not should_stop():
+                    ahead = await self._fetch(after, limit, budget)
         finally:
             await ahead.drop()
 
-    async def _fetch(self, last: int, limit: int) -> _Ahead:
-        """Fetch up to ``limit`` (at most a batch) and start keeping and parsing it.
+    async def _fetch(self, last: int, limit: int, max_bytes: int, alone: bool = True
+                     ) -> _Ahead:
+        """Fetch up to ``limit`` (at most a batch) and ``max_bytes`` (a larger first mail
+        alone, or, not ``alone``, nothing) and start keeping and parsing it.
 
         A poll starts with a small batch and grows it, so that the first decisions need not
-        wait for a whole batch to be written and flushed to the disk."""
-        batch = await asyncio.to_thread(self.source.fetch_after, last,
-                                        min(limit, self.cfg.mailbox.batch_size))
+        wait for a whole batch to be written and flushed to the disk. A mail larger than
+        ``limits.max_message_bytes`` is not parsed (it is quarantined with the reason); its
+        raw bytes are kept, only the first ``limits.max_raw_bytes`` of a larger one."""
+        lim = self.cfg.limits
+        batch: list[Fetched] = []
+        if max_bytes > 0 or alone:
+            batch = await asyncio.to_thread(self.source.fetch_after, last,
+                                            min(limit, self.cfg.mailbox.batch_size),
+                                            max_bytes, lim.max_raw_bytes, alone)
         self.counters.fetched += len(batch)
-        return _Ahead(batch, self.parser.batch([f.raw for f in batch]),  # parsing starts
+        too_large: dict[int, ParsedMail | ParseError] = {
+            i: Unparsed(_too_large(f, lim.max_message_bytes))
+            for i, f in enumerate(batch) if f.full_size > lim.max_message_bytes}
+        raws = [b"" if i in too_large else f.raw for i, f in enumerate(batch)]
+        return _Ahead([f.uid for f in batch], sum(len(f.raw) for f in batch),
+                      self.parser.batch(raws, too_large),  # parsing starts
                       asyncio.ensure_future(asyncio.to_thread(self.store.keep_raw, batch)))
 
     async def _batch(self, uidvalidity: int, current: _Ahead, rows: list[Message], last: int,
@@ -159,7 +181,7 @@ class Intake:
             for start in range(0, len(rows), COMMIT_EVERY):
                 if should_stop():
                     break
-                last = await self._commit_group(uidvalidity, rows, current.batch,
+                last = await self._commit_group(uidvalidity, rows, current.uids,
                                                 current.parses, start, copies, last,
                                                 should_stop)
                 self.committed.set()
@@ -173,7 +195,7 @@ class Intake:
         return last
 
     async def _commit_group(self, uidvalidity: int, rows: list[Message],
-                            batch: list[Fetched], parses: BatchParse, start: int,
+                            uids: list[int], parses: BatchParse, start: int,
                             copies: dict[str, int], last: int,
                             should_stop: Callable[[], bool]) -> int:
         """Decide ``COMMIT_EVERY`` mails from ``start`` and the checkpoint in one commit.
@@ -190,7 +212,7 @@ class Intake:
         try:
             async with in_transaction(self.store.conn):
                 try:
-                    last = await self._decide_group(uidvalidity, rows, batch, parses, group,
+                    last = await self._decide_group(uidvalidity, rows, uids, parses, group,
                                                     copies, last, should_stop)
                 except IntakeFault:
                     raise
@@ -205,7 +227,7 @@ class Intake:
         return last
 
     async def _decide_group(self, uidvalidity: int, rows: list[Message],
-                            batch: list[Fetched], parses: BatchParse, group: range,
+                            uids: list[int], parses: BatchParse, group: range,
                             copies: dict[str, int], last: int,
                             should_stop: Callable[[], bool]) -> int:
         await self.store.lock([rows[i] for i in group])
@@ -220,7 +242,7 @@ class Intake:
             if row.state in DECIDED:
                 copies.setdefault(row.sha256, row.id)
             if self._hold is None:  # not past a mail held back
-                last = batch[i].uid
+                last = uids[i]
         await self.store.advance(self.source.name, uidvalidity, last)
         return last
 
@@ -244,7 +266,8 @@ class Intake:
             return
         mail = await parses.get(i)
         if isinstance(mail, ParseError):
-            await self._quarantine(row, f"cannot parse: {mail}")
+            await self._quarantine(row, str(mail) if isinstance(mail, Unparsed)
+                                   else f"cannot parse: {mail}")
             self._unexpected_last = False
             return
         try:
@@ -315,3 +338,10 @@ class Intake:
         await self.store.finish(row, "quarantined", self.cfg.mailbox.quarantine_folder,
                                 reason[:2000])
         self.counters.quarantined += 1
+
+
+def _too_large(f: Fetched, limit: int) -> str:
+    reason = f"message too large: {f.full_size} bytes (limit {limit})"
+    if f.truncated:
+        reason += f"; only its first {len(f.raw)} bytes are kept"
+    return reason

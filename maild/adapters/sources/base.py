@@ -6,16 +6,27 @@ Every method is blocking; the pipeline calls them through ``asyncio.to_thread``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
 @dataclass(frozen=True)
 class Fetched:
-    """One message as it sits in the mailbox: its UID and its exact raw bytes."""
+    """One message as it sits in the mailbox: its UID and its exact raw bytes (only the first
+    ``cap`` bytes of a message larger than the ``cap`` given to ``fetch_after``)."""
 
     uid: int
     raw: bytes
+    #: its size in the mailbox; -1: ``len(raw)``
+    size: int = field(default=-1, compare=False)
+
+    @property
+    def full_size(self) -> int:
+        return self.size if self.size >= 0 else len(self.raw)
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.raw) < self.full_size
 
 
 class MailSourceError(Exception):
@@ -36,8 +47,12 @@ class MailSource(Protocol):
     def uidvalidity(self) -> int:
         """UIDVALIDITY of the watched folder."""
 
-    def fetch_after(self, last_uid: int, limit: int) -> list[Fetched]:
-        """Messages with ``uid > last_uid`` in ascending UID order, at most ``limit``.
+    def fetch_after(self, last_uid: int, limit: int, max_bytes: int | None = None,
+                    cap: int | None = None, first_alone: bool = True) -> list[Fetched]:
+        """Messages with ``uid > last_uid`` in ascending UID order, at most ``limit``, and
+        together at most ``max_bytes`` (sizes are looked up before any body is read). A
+        first message larger than ``max_bytes`` comes alone, or not at all when not
+        ``first_alone``. Of a message larger than ``cap`` only the first ``cap`` bytes.
 
         Never marks anything read (``BODY.PEEK[]``); returns exact raw bytes.
         """
@@ -47,3 +62,21 @@ class MailSource(Protocol):
 
     def count(self, folder: str | None = None) -> int:
         """Number of messages in ``folder`` (default: the watched folder)."""
+
+
+def within(sizes: Sequence[tuple[int, int]], max_bytes: int | None,
+           first_alone: bool = True) -> list[tuple[int, int]]:
+    """The longest prefix of ``(uid, size)`` pairs whose sizes add up to at most
+    ``max_bytes``; a larger first one alone when ``first_alone``."""
+    if max_bytes is None:
+        return list(sizes)
+    out: list[tuple[int, int]] = []
+    total = 0
+    for uid, size in sizes:
+        total += size
+        if total > max_bytes:
+            if not out and first_alone:
+                out.append((uid, size))
+            break
+        out.append((uid, size))
+    return out

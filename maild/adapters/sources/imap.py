@@ -6,11 +6,13 @@ in the userinfo (``user:pass@host``) is accepted but the ``password`` argument w
 ``name`` never contains it. ``imaps://`` verifies the certificate with the system trust
 store unless an ``ssl_context`` is given; ``starttls=True`` upgrades an ``imap://`` link.
 
-Raw bytes are fetched with ``UID FETCH ... (UID BODY.PEEK[])`` in chunks of ``batch`` UIDs:
-exact bytes, never ``\\Seen``. Moves use ``UID MOVE`` or ``UID COPY`` + ``\\Deleted`` +
-``UID EXPUNGE`` of just those UIDs: never a folder-wide EXPUNGE, so messages another client
-flagged ``\\Deleted`` stay. A dropped connection is re-established once per call; any other
-failure (bad password, unreachable host, refused command) raises ``MailSourceError``.
+Sizes are fetched first (``UID FETCH ... (UID RFC822.SIZE)``, cheap), so that a byte budget
+is kept before any body is read; raw bytes then with ``UID FETCH ... (UID BODY.PEEK[])`` in
+chunks of ``batch`` UIDs: exact bytes, never ``\\Seen``. Moves use ``UID MOVE`` or
+``UID COPY`` + ``\\Deleted`` + ``UID EXPUNGE`` of just those UIDs: never a folder-wide
+EXPUNGE, so messages another client flagged ``\\Deleted`` stay. A dropped connection is
+re-established once per call; any other failure (bad password, unreachable host, refused
+command) raises ``MailSourceError``.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import ImapToolsError, MailboxLoginError
 from imap_tools.utils import encode_folder
 
-from maild.adapters.sources.base import Fetched, MailSourceError
+from maild.adapters.sources.base import Fetched, MailSourceError, within
 
 log = logging.getLogger("maild.intake")
 
 T = TypeVar("T")
 DEFAULT_PORTS = {"imap": 143, "imaps": 993}
 _UID_RE = re.compile(rb"\bUID (\d+)")
+_SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 
 
 def parse_imap_url(url: str) -> tuple[str, str, str | None, str, int, str]:
@@ -171,7 +174,8 @@ class ImapSource:
             "STATUS", lambda mb: mb.folder.status(self.folder, ["UIDVALIDITY"])["UIDVALIDITY"]
         )
 
-    def fetch_after(self, last_uid: int, limit: int) -> list[Fetched]:
+    def fetch_after(self, last_uid: int, limit: int, max_bytes: int | None = None,
+                    cap: int | None = None, first_alone: bool = True) -> list[Fetched]:
         if limit <= 0:
             return []
 
@@ -183,12 +187,42 @@ class ImapSource:
             found = {int(x) for line in data if line for x in line.split()}
             # "n:*" always matches the highest UID, even when it is <= last_uid
             uids = sorted(u for u in found if u > last_uid)[:limit]
-            out: list[Fetched] = []
-            for i in range(0, len(uids), self.batch):
-                out.extend(self._fetch_chunk(mb, uids[i : i + self.batch]))
-            return out
+            if not uids:
+                return []
+            if max_bytes is None and cap is None:  # no budget: no need of the sizes
+                return self._fetch_all(mb, uids)
+            sizes = within(self._sizes(mb, uids), max_bytes, first_alone)
+            whole = [u for u, size in sizes if cap is None or size <= cap]
+            out = self._fetch_all(mb, whole)
+            for uid, size in sizes:
+                if cap is not None and size > cap:  # only its first ``cap`` bytes
+                    out.extend(self._fetch_chunk(mb, [uid], cap))
+            size_of = dict(sizes)
+            out.sort(key=lambda f: f.uid)
+            return [Fetched(f.uid, f.raw, max(size_of[f.uid], len(f.raw))) for f in out]
 
         return self._run("fetch", op)
+
+    def _fetch_all(self, mb: BaseMailBox, uids: list[int]) -> list[Fetched]:
+        out: list[Fetched] = []
+        for i in range(0, len(uids), self.batch):
+            out.extend(self._fetch_chunk(mb, uids[i : i + self.batch]))
+        return out
+
+    @staticmethod
+    def _sizes(mb: BaseMailBox, uids: list[int]) -> list[tuple[int, int]]:
+        """``(uid, RFC822.SIZE)`` of those of ``uids`` still there, in order."""
+        typ, data = mb.client.uid("FETCH", ",".join(map(str, uids)), "(UID RFC822.SIZE)")
+        _check(typ, data, "UID FETCH")
+        size_of: dict[int, int] = {}
+        for item in data:
+            line = item[0] if isinstance(item, tuple) else item
+            if not isinstance(line, bytes):
+                continue
+            uid, size = _UID_RE.search(line), _SIZE_RE.search(line)
+            if uid is not None and size is not None:
+                size_of[int(uid.group(1))] = int(size.group(1))
+        return [(u, size_of[u]) for u in uids if u in size_of]
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         wanted = sorted({int(u) for u in uids})
@@ -229,12 +263,15 @@ class ImapSource:
     # -- helpers ---------------------------------------------------------------------------
 
     @staticmethod
-    def _fetch_chunk(mb: BaseMailBox, uids: list[int]) -> list[Fetched]:
-        typ, data = mb.client.uid("FETCH", ",".join(map(str, uids)), "(UID BODY.PEEK[])")
+    def _fetch_chunk(mb: BaseMailBox, uids: list[int], cap: int | None = None
+                     ) -> list[Fetched]:
+        part = "BODY.PEEK[]" if cap is None else f"BODY.PEEK[]<0.{cap}>"
+        typ, data = mb.client.uid("FETCH", ",".join(map(str, uids)), f"(UID {part})")
         _check(typ, data, "UID FETCH")
         raw_by_uid: dict[int, bytes] = {}
         for i, item in enumerate(data):
-            # a message is (b'7 (UID 42 BODY[] {123}', raw) followed by b')' or b' UID 42)';
+            # a message is (b'7 (UID 42 BODY[] {123}', raw) followed by b')' or b' UID 42)'
+            # (``BODY[]<0>`` for a partial fetch);
             # plain bytes items are unsolicited FETCH updates (flags) and are skipped
             if not isinstance(item, tuple) or b"BODY[]" not in item[0]:
                 continue

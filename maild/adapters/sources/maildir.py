@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maild.adapters.sources.base import Fetched, MailSourceError
+from maild.adapters.sources.base import Fetched, MailSourceError, within
 
 log = logging.getLogger("maild.intake")
 
@@ -99,18 +99,22 @@ class MaildirSource:
         with self._guard("uidvalidity"):
             return self._sync()[0].validity
 
-    def fetch_after(self, last_uid: int, limit: int) -> list[Fetched]:
+    def fetch_after(self, last_uid: int, limit: int, max_bytes: int | None = None,
+                    cap: int | None = None, first_alone: bool = True) -> list[Fetched]:
         if limit <= 0:
             return []
         with self._guard("fetch"):
             _, paths = self._sync()
+            sizes = []
+            for uid in sorted(u for u in paths if u > last_uid)[:limit]:
+                size = self._size(paths[uid])
+                if size is not None:
+                    sizes.append((uid, size))
             out: list[Fetched] = []
-            for uid in sorted(u for u in paths if u > last_uid):
-                if len(out) >= limit:
-                    break
-                raw = self._read(paths[uid])
+            for uid, size in within(sizes, max_bytes, first_alone):
+                raw = self._read(paths[uid], cap)
                 if raw is not None:
-                    out.append(Fetched(uid, raw))
+                    out.append(Fetched(uid, raw, max(size, len(raw))))
             return out
 
     def move(self, uids: Sequence[int], folder: str) -> None:
@@ -227,10 +231,24 @@ class MaildirSource:
             return path
         return _scan(self.root).get(_base(path.name))
 
-    def _read(self, path: Path) -> bytes | None:
+    def _size(self, path: Path) -> int | None:
+        found: Path | None = path
+        for _ in range(2):
+            if found is None:
+                return None
+            try:
+                return found.stat().st_size
+            except FileNotFoundError:
+                found = self._locate(found)
+        return None
+
+    def _read(self, path: Path, cap: int | None = None) -> bytes | None:
         for _ in range(2):
             try:
-                return path.read_bytes()
+                if cap is None:
+                    return path.read_bytes()
+                with open(path, "rb") as fh:
+                    return fh.read(cap)
             except FileNotFoundError:
                 found = self._locate(path)
                 if found is None:
