@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import DovecotServer, SmtpSink  # noqa: E402
+from servers import DovecotServer, SmtpSink, tree_rss_kb  # noqa: E402
 
 TARGET_RATE = 200.0  # msgs/s on 2 cores, SQLite
 TARGET_RSS_MB = 150.0
@@ -412,22 +412,6 @@ def write_config(base: Path, dovecot: DovecotServer, sink: SmtpSink, db_url: str
     return cfg
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants (the parser processes), in KiB."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/status", encoding="ascii", errors="replace") as f:
-                total += next((int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")), 0)
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # gone meanwhile
-    return total
-
-
 class TreeRss(threading.Thread):
     """Samples the process tree's total RSS every 50 ms while the drain runs."""
 
@@ -438,7 +422,7 @@ class TreeRss(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.05):
-            self.peak_kb = max(self.peak_kb, _tree_rss_kb(self.pid))
+            self.peak_kb = max(self.peak_kb, tree_rss_kb(self.pid))
 
 
 def drain(base: Path, cfg: Path, password: str,

@@ -8,8 +8,10 @@ else our own address) get the ``delivery_failed`` letter. A delayed recipient is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from maild.classify.directory import Directory
 from maild.engine.effects import CaseView, Context, Decision, Effect, Note, SendLetter, UpdateCase
 from maild.mail.dsn import Dsn
 
@@ -45,7 +47,7 @@ def bounce_decision(case: CaseView, dsn: Dsn, sender: str, ctx: Context) -> Deci
                    "error": "; ".join(f"{r.addr}: {r.diagnostic or r.status}" for r in new),
                    "attempts": 1, "permanent": True, "message_id": dsn.original_id,
                    "queued_at": "", "given_up_at": when, "outbox_id": None}
-        to = _told(case, {r.addr for r in new}, ctx)
+        to = who_hears(case, (r.addr for r in new), ctx.directory, ctx.org_address)
         effects.append(SendLetter(BOUNCE_LETTER, tuple(to), context, ctx.language,
                                   automatic=False))
     addrs = ", ".join(r.addr for r in (*dsn.failed, *dsn.delayed))
@@ -54,13 +56,16 @@ def bounce_decision(case: CaseView, dsn: Dsn, sender: str, ctx: Context) -> Deci
                     + (", owner told" if new else ""))
 
 
-def _told(case: CaseView, gone: set[str], ctx: Context) -> list[str]:
-    """The case's owners on staff, else its department's head, else our own address."""
+def who_hears(case: CaseView, failed: Iterable[str], directory: Directory,
+              org_address: str) -> list[str]:
+    """Who is told that mail of the case did not arrive: its owners on staff, else its
+    department's head, else our own address; never an address that failed."""
+    gone = {a.lower() for a in failed}
     staff = [a for a in case.owner
-             if a.lower() not in gone and ctx.directory.lookup(a).role == "staff"]
+             if a.lower() not in gone and directory.lookup(a).role == "staff"]
     if staff:
         return staff
-    dept = ctx.directory.department_by_name(case.department)
+    dept = directory.department_by_name(case.department)
     if dept is not None and dept.head.lower() not in gone:
         return [dept.head]
-    return [ctx.org_address]
+    return [org_address]

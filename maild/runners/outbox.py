@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from maild import failpoints
 from maild.adapters.senders import MailSender, SendError, SendThread
 from maild.config import Smtp
+from maild.engine.bounce import who_hears
 from maild.engine.effects import CaseView, SendLetter
 from maild.site import Site
 from maild.store import ApplyEnv, Outgoing, Store
@@ -81,17 +82,8 @@ def owner_notice(site: Site) -> Tell:
 
 
 def told(site: Site, case: CaseView, failed: Sequence[str]) -> list[str]:
-    """Who hears of a failed letter: the case's owners on staff, else its department's head,
-    else our own address; never an address the failed letter could not reach."""
-    gone = {a.lower() for a in failed}
-    staff = [a for a in case.owner
-             if a.lower() not in gone and site.directory.lookup(a).role == "staff"]
-    if staff:
-        return staff
-    dept = site.directory.department_by_name(case.department)
-    if dept is not None and dept.head.lower() not in gone:
-        return [dept.head]
-    return [site.cfg.organisation.address]
+    """Who hears of a failed letter (as of a bounce: ``maild.engine.bounce.who_hears``)."""
+    return who_hears(case, failed, site.directory, site.cfg.organisation.address)
 
 
 async def _attempt(sender: MailSender, rows: Sequence[Outgoing], journal: DeliveryJournal,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from servers import DovecotServer, SmtpSink
+from servers import DovecotServer, SmtpSink, tree_rss_kb
 
 from maild.adapters.sources.base import MailSource
 from maild.adapters.sources.imap import ImapSource
@@ -75,22 +75,6 @@ def big_mail(i: int, blob: bytes) -> bytes:
     return (head + body).encode() + blob + f"\r\n--b--\r\n{i}\r\n".encode()
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """RSS of ``pid`` and its descendants (as bench/intake.py samples it), in KiB."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/status", encoding="ascii", errors="replace") as f:
-                total += next((int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")), 0)
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
 def _high_water_kb(pid: int) -> int:
     """The peak RSS of ``pid``'s own memory since its exec (VmHWM), in KiB."""
     try:
@@ -117,7 +101,7 @@ def drain(base: Path, password: str, preexec: Callable[[], None] | None = None
         def sample() -> None:
             nonlocal peak
             while not done.wait(0.05):
-                peak = max(peak, _tree_rss_kb(proc.pid), _high_water_kb(proc.pid))
+                peak = max(peak, tree_rss_kb(proc.pid), _high_water_kb(proc.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
