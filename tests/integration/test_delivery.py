@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -82,16 +82,6 @@ def relay() -> Iterator[Relay]:
         yield r
     finally:
         r.stop()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite://{tmp_path}/maild.db", tmp_path / "raw", tmp_path)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def inquiry(store: Store, base: Path, sender: str = "wang@huaxin.example.cn"

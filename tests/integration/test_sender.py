@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,16 +20,6 @@ from maild.runners.intake import COMMIT_EVERY
 from maild.runners.outbox import drain
 from maild.store import Store
 from maild.store.models import Outbox, TimelineEntry
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite://{tmp_path}/maild.db", tmp_path / "raw", tmp_path)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def queue(store: Store, base: Path, n: int) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import zipfile
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -34,12 +33,6 @@ REQUEST = ("发起部门/人：技术部 李\n接收部门/人：市场部\n沟�
            "核心内容：讲解新品参数\n需协助事项：安排讲师\n期望完成时间：2026-12-10\n"
            "紧急程度：一般\n")
 LATER = NOW + timedelta(hours=1)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path) as s:
-        yield s
 
 
 async def _admin(kind: str, number: str) -> list[tuple[str, str]]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from deciding import Deciding
-from support import NOW, mail, open_store
+from support import NOW, mail
 
 from maild.store import Store
 from maild.store.attachments import ContentStore, safe_name
@@ -24,12 +23,6 @@ short = "采"
 head = "zhou@corp.example.test"
 """
 INTENT = "供应商：sales@hengda.example.cn\n合作范围：铝合金外壳 500 件\n"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path) as s:
-        yield s
 
 
 class Feeder(Deciding):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from deciding import Deciding
-from support import NOW, mail, open_store
+from support import NOW, mail
 from tortoise.exceptions import ValidationError
 from tortoise.transactions import in_transaction
 
@@ -22,12 +21,6 @@ from maild.engine.effects import Decision, OpenCase, SetTimer, UpdateCase
 from maild.mail.parse import parse_mail
 from maild.store import Store
 from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path) as s:
-        yield s
 
 
 async def test_raw_bytes_kept_before_anything_and_rows_idempotent(store: Store) -> None:
