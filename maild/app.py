@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from maild import config as cfgmod
+from maild.adapters.oauth import oauth_login
 from maild.adapters.senders import MailSender, SendThread, make_sender
 from maild.adapters.sources.base import MailSource
 from maild.config import Config, ConfigError
@@ -54,11 +55,17 @@ def make_source(cfg: Config) -> MailSource:
         return MaildirSource(cfg.path(url[len("maildir://"):]))
     from maild.adapters.sources.imap import ImapSource
 
-    return ImapSource(url, cfgmod.secret(cfg, "imap"), starttls=cfg.mailbox.starttls)
+    oauth = oauth_login(cfg, cfg.mailbox.oauth)
+    return ImapSource(url, None if oauth else cfgmod.secret(cfg, "imap"),
+                      starttls=cfg.mailbox.starttls, oauth=oauth)
 
 
 def make_mail_sender(cfg: Config) -> MailSender:
     s = cfg.smtp
+    if s.oauth is not None and not s.url.startswith("maildir://"):
+        return make_sender(s.url, Path(cfg.base_dir), username=s.username or s.oauth.user,
+                           starttls=s.starttls, timeout=s.timeout,
+                           oauth=oauth_login(cfg, s.oauth))
     return make_sender(s.url, Path(cfg.base_dir), username=s.username,
                        password=cfgmod.secret(cfg, "smtp"), starttls=s.starttls,
                        timeout=s.timeout)
@@ -68,18 +75,20 @@ def build(cfg: Config, now: datetime | None = None) -> App:
     """Every part the daemon runs, wired from the config."""
     clock = make_clock(now)
     # read once; a definition naming a missing letter stops us here
-    site = Site.build(cfg)
+    site = Site.build(cfg, create_secret=True)  # the reply-token key, made at first run
     store = make_store(cfg)
     source = make_source(cfg)
     return App(cfg, site, clock, store, source, SendThread(make_mail_sender(cfg)),
                Intake(site, source, store, clock))
 
 
-def run(cfg: Config, *, once: bool, now: datetime | None = None) -> App:
-    """``maild run``: the daemon, until stopped (or one cycle)."""
-    app = build(cfg, now)
-    asyncio.run(Daemon(app).run(once))
-    return app
+def run(cfg: Config, *, once: bool, now: datetime | None = None,
+        config_path: Path | None = None) -> Daemon:
+    """``maild run``: the daemon, until stopped (or one cycle); SIGHUP reloads
+    ``config_path``."""
+    daemon = Daemon(build(cfg, now), config_path)
+    asyncio.run(daemon.run(once))
+    return daemon
 
 
 __all__ = ["App", "ConfigError", "build", "make_clock", "make_store", "run", "with_store"]

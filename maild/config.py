@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from maild.calendar.business import CalendarSettings, uncovered_years
+from maild.calendar.business import CalendarSettings, uncovered_warning, uncovered_years
 from maild.calendar.durations import WorkingDuration
 
 PROCESSES = ("customer", "supplier", "internal")
@@ -56,10 +64,54 @@ class Database(_Model):
         return v
 
 
+class OAuth(_Model):
+    """``[mailbox.oauth]`` / ``[smtp.oauth]``: log in with an OAuth2 access token (XOAUTH2 or
+    OAUTHBEARER) instead of a password. The token comes from Microsoft identity (msal:
+    client credentials, or a refresh token), Google (a refresh token) or a command that
+    prints it. See docs/operations/oauth.md."""
+
+    provider: Literal["microsoft", "google", "command"]
+    mechanism: Literal["xoauth2", "oauthbearer"] = "xoauth2"
+    user: str = ""  # the login; "" = the user of the URL (mailbox) or smtp.username
+    tenant: str = ""  # microsoft: the directory (tenant) ID or domain
+    authority: str = ""  # microsoft: default https://login.microsoftonline.com/TENANT
+    client_id: str = ""
+    client_secret_file: str | None = None
+    refresh_token_file: str | None = None
+    scopes: tuple[str, ...] = ()  # "" = the provider's mail scopes
+    token_url: str = ""  # google: default https://oauth2.googleapis.com/token
+    token_command: str = ""  # command: prints the access token on stdout
+    command_timeout: float = Field(30.0, gt=0)
+    ca_file: str | None = None  # CA bundle for the token endpoint; default: system store
+
+    @model_validator(mode="after")
+    def _fields(self) -> OAuth:
+        need: list[str] = []
+        if self.provider == "microsoft":
+            if not self.client_id:
+                need.append("client_id")
+            if not (self.tenant or self.authority):
+                need.append("tenant (or authority)")
+            if not (self.client_secret_file or self.refresh_token_file):
+                need.append("client_secret_file (client credentials) or refresh_token_file")
+        elif self.provider == "google":
+            need += [k for k in ("client_id", "client_secret_file", "refresh_token_file")
+                     if not getattr(self, k)]
+        elif not self.token_command.strip():
+            need.append("token_command")
+        if need:
+            raise ValueError(f"provider {self.provider!r} needs " + ", ".join(need))
+        for url in (self.authority, self.token_url):
+            if url and not url.startswith("https://"):
+                raise ValueError(f"{url!r}: token endpoints must be https:// URLs")
+        return self
+
+
 class Mailbox(_Model):
     url: str = "maildir://var/mail"
     starttls: bool = False
     password_file: str | None = None
+    oauth: OAuth | None = None  # [mailbox.oauth]: a token instead of the password
     processed_folder: str = "Processed"
     quarantine_folder: str = "Quarantine"
     triage_folder: str = "Triage"  # new mail no process applies to, for a person to sort
@@ -71,6 +123,11 @@ class Mailbox(_Model):
     parse_workers: int = Field(1, ge=0, le=16)
     # seconds: a failed poll (disk, database, mailbox) is retried after 1, 2, 4 … up to this
     fault_backoff_max: float = Field(60.0, gt=0)
+    # take new mail in as it arrives: IMAP IDLE on a second connection, or a look at a
+    # Maildir's new/ every half second; poll_interval stays as the safety net
+    idle: bool = True
+    # seconds an IDLE lasts before it is issued again (RFC 2177: at most 29 minutes)
+    idle_seconds: float = Field(600.0, ge=10, le=29 * 60)
 
     @field_validator("url")
     @classmethod
@@ -85,6 +142,7 @@ class Smtp(_Model):
     starttls: bool = False
     username: str | None = None
     password_file: str | None = None
+    oauth: OAuth | None = None  # [smtp.oauth]: a token instead of the password
     timeout: float = 30.0
     # waits between attempts of a letter the server did not take ("30s", "5m", "2h", "1d");
     # the last one repeats until give_up_after has passed since the letter was queued
@@ -144,16 +202,173 @@ class Numbering(_Model):
     supplier: str = "{year}-供-{seq:03d}"
 
 
+def _one_or_many(v: Any) -> Any:
+    return (v,) if isinstance(v, str | dict) else v
+
+
+_HEADER_NAME = re.compile(r"[!-9;-~]{1,100}")  # RFC 5322 field name: printable, no colon
+
+
+class HeaderMatch(_Model):
+    """``header = {name = "X-Foo", value = "…"}`` of a routing rule: the header is there
+    (neither value nor regex), has this value (case-insensitive) or matches the regex."""
+
+    name: str
+    value: str | None = None
+    regex: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if not _HEADER_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a header name like \"X-Foo\"")
+        return v.lower()
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        return None if v is None else _compiles(v)
+
+    @model_validator(mode="after")
+    def _one(self) -> HeaderMatch:
+        if self.value is not None and self.regex is not None:
+            raise ValueError("give value or regex, not both")
+        return self
+
+
+def _compiles(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise ValueError(f"regex {v!r} does not compile: {e}") from e
+    return v
+
+
+_ADDRESS_PATTERN = re.compile(r"[^\s@<>,;]*@[^\s@<>,;]*")
+
+
+class RouteRule(_Model):
+    """One ``[[routing.rules]]`` entry: conditions that must all hold, and one outcome.
+
+    Conditions: ``to`` (an address of To, Cc, Delivered-To, X-Original-To or
+    Envelope-To), ``from``; both take ``"sales@example.com"``, ``"@example.com"`` (a
+    domain) or ``"sales@"`` (a local part at any domain), one or a list, any may match.
+    ``subject``: a tag (``"[RMA]"`` or ``"RMA"``), one or a list; ``subject_regex``;
+    ``header``. Outcome: ``process`` and/or ``department``, ``triage = true`` or
+    ``ignore = true`` (recorded and filed, never answered).
+    """
+
+    name: str
+    to: tuple[str, ...] = ()
+    from_: tuple[str, ...] = Field((), alias="from")
+    subject: tuple[str, ...] = ()
+    subject_regex: str | None = None
+    header: tuple[HeaderMatch, ...] = ()
+    process: Literal["customer", "supplier", "internal"] | None = None
+    department: str | None = None
+    triage: bool = False
+    ignore: bool = False
+
+    @field_validator("to", "from_", "subject", "header", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return _one_or_many(v)
+
+    @field_validator("name")
+    @classmethod
+    def _rule_name(cls, v: str) -> str:
+        v = v.strip()
+        if not v or len(v) > 64 or any(c.isspace() and c != " " for c in v):
+            raise ValueError("must be a short name (1 to 64 characters on one line)")
+        return v
+
+    @field_validator("to", "from_")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = tuple(a.strip().lower() for a in v)
+        for a in out:
+            if a == "@" or not _ADDRESS_PATTERN.fullmatch(a):
+                raise ValueError(f"{a!r} is not an address (sales@example.com), a domain "
+                                 f"(@example.com) or a local part (sales@)")
+        return out
+
+    @field_validator("subject")
+    @classmethod
+    def _tags(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for t in v:
+            m = re.fullmatch(r"\s*(?:\[([^\[\]]+)\]|【([^【】]+)】|([^\[\]【】]+))\s*", t)
+            if m is None:
+                raise ValueError(f"{t!r} is not one subject tag like \"[RMA]\" or \"RMA\"")
+            out.append(next(g for g in m.groups() if g is not None).strip())
+        return tuple(out)
+
+    @field_validator("subject_regex")
+    @classmethod
+    def _subject_regex(cls, v: str | None) -> str | None:
+        return None if v is None else _compiles(v)
+
+    @field_validator("department")
+    @classmethod
+    def _department(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """The department must be in the directory (name, short name or alias); checked
+        here when the whole file is at hand (``parse_config``), else when the site is
+        built."""
+        if v is None:
+            return None
+        v = v.strip()
+        toml = (info.context or {}).get("toml")
+        if isinstance(toml, dict):
+            depts = toml.get("directory", {}).get("departments", [])
+            known = {str(n) for d in depts if isinstance(d, dict)
+                     for n in (d.get("name"), d.get("short"), *d.get("aliases", ())) if n}
+            if v not in known:
+                raise ValueError(f"no department {v!r} in [[directory.departments]] "
+                                 f"(there are: {', '.join(sorted(known)) or 'none'})")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> RouteRule:
+        outcomes = [k for k, on in (("process/department", self.process or self.department),
+                                    ("triage", self.triage), ("ignore", self.ignore)) if on]
+        if len(outcomes) != 1:
+            raise ValueError("needs exactly one outcome: process and/or department, "
+                             "triage = true or ignore = true"
+                             + (f" (has {' and '.join(outcomes)})" if outcomes else ""))
+        if not (self.to or self.from_ or self.subject or self.subject_regex or self.header):
+            raise ValueError("needs a condition: to, from, subject, subject_regex or header "
+                             "(mail no rule takes follows [routing] default_process)")
+        return self
+
+
 class Routing(_Model):
     default_process: Literal["customer", "supplier", "triage"] = "customer"
     staff_domains: tuple[str, ...] = ()
     #: acknowledge mail the server marked as spam (X-Spam-Flag: YES); recorded either way
     acknowledge_spam: bool = False
+    #: ``[[routing.rules]]``, tried in order before the built-in routing (maild.classify.routing)
+    rules: tuple[RouteRule, ...] = ()
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, v: tuple[RouteRule, ...]) -> tuple[RouteRule, ...]:
+        seen: dict[str, int] = {}
+        for n, r in enumerate(v, 1):
+            if r.name in seen:
+                raise ValueError(f"rules {seen[r.name]} and {n} are both named {r.name!r}")
+            seen[r.name] = n
+        return v
 
 
 class Limits(_Model):
     replies_per_sender_per_hour: int = Field(10, ge=0)
+    # notices to one staff address per hour; more are folded into one summary letter (0: off)
+    notices_per_staff_per_hour: int = Field(20, ge=0)
     max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=0)
+    # files one letter carries (staff files to a party, a party's files to staff); more are
+    # listed by name in the letter instead
+    max_letter_attachment_bytes: int = Field(10 * 1024 * 1024, ge=0)
     # a larger mail is not parsed but quarantined with the reason
     max_message_bytes: int = Field(50 * 1024 * 1024, ge=1)
     # raw bytes kept of a mail: a larger one is kept truncated to this (and its reason says so)
@@ -217,6 +432,9 @@ class Escalation(_Model):
     managers_after: str = "1d"
     managers_after_urgent: str = "2h"
     chase_escalate_after: str = "2d"
+    # the step's owner is warned when this share of the step's working time has passed
+    # (0.75: three quarters of the way to the deadline); 0 turns early warnings off
+    early_warning: float = Field(0.75, ge=0, lt=1)
 
     @field_validator("head_after", "head_after_urgent", "managers_after",
                      "managers_after_urgent", "chase_escalate_after")
@@ -243,6 +461,9 @@ class DigestConfig(_Model):
     at_risk_within: str = "1d"  # pending deadlines due within this working time are at risk
     language: Literal["zh", "en"] | None = None  # default: organisation.language
     list_limit: int = Field(10, ge=1, le=200)  # rows per list in the mail
+    # when the digest day is not a working day (a statutory holiday, a weekend): send it
+    # on the next working day at the same time, skip that week, or send it anyway
+    on_holiday: Literal["next_working_day", "skip", "send"] = "next_working_day"
 
     @field_validator("time")
     @classmethod
@@ -300,6 +521,103 @@ class Directory(_Model):
         return self
 
 
+class Security(_Model):
+    """Who may run staff commands: what proves that a mail comes from its From address
+    (docs/SECURITY.md)."""
+
+    #: the authserv-id(s) our own mailbox server writes in Authentication-Results; results
+    #: stamped by anyone else are ignored (a sender can write any header)
+    trusted_authserv_ids: tuple[str, ...] = ()
+    verify_dkim: bool = True  # maild checks DKIM signatures itself
+    #: pinned DKIM keys used instead of DNS: "sel._domainkey.example.com" = "v=DKIM1; p=..."
+    dkim_keys: dict[str, str] = Field(default_factory=dict)
+    dkim_dns_timeout: float = Field(3.0, gt=0, le=30)
+    reply_tokens: bool = True  # our Message-IDs carry a token a reply can prove itself with
+    secret_file: str = "var/reply-token.key"  # the site secret of the tokens (0600)
+    #: which proofs count: authentication-results, dkim, reply-token
+    command_proof: tuple[Literal["authentication-results", "dkim", "reply-token"], ...] = (
+        "authentication-results", "dkim", "reply-token")
+    allow_unproven_commands: bool = False  # insecure: any From: runs commands
+    #: acknowledge mail that fails DMARC at a sender domain asking for reject/quarantine
+    acknowledge_dmarc_fail: bool = False
+
+    @field_validator("trusted_authserv_ids")
+    @classmethod
+    def _ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(i.strip().lower() for i in v if i.strip())
+
+    @field_validator("dkim_keys")
+    @classmethod
+    def _keys(cls, v: dict[str, str]) -> dict[str, str]:
+        return {k.strip().lower().rstrip("."): val for k, val in v.items()}
+
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class LoggingConfig(_Model):
+    """``[logging]``: what maild writes to stderr (the journal, under systemd)."""
+
+    format: Literal["text", "json"] = "text"  # json: one object per line
+    level: LogLevel = "info"
+    #: a level per logger, e.g. "maild.intake" = "debug", "imap_tools" = "warning"
+    channels: dict[str, LogLevel] = Field(default_factory=dict)
+    #: a warning or error repeating within this many seconds is logged once, then counted
+    repeat_window: float = Field(60.0, ge=0)
+
+    @field_validator("level", "channels", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return v.strip().lower()
+        if isinstance(v, dict):
+            return {k: x.strip().lower() if isinstance(x, str) else x for k, x in v.items()}
+        return v
+
+
+class MetricsConfig(_Model):
+    """``[metrics]``: Prometheus ``/metrics`` and ``/healthz`` served by ``maild run``
+    (docs/operations/monitoring.md)."""
+
+    listen: str = ""  # "127.0.0.1:9101" ("[::1]:9101"); "" = off
+    #: healthy while a poll went through and the database answered this recently
+    healthy_within: str = "5m"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        v = v.strip()
+        if v:
+            _host_port(v)
+        return v
+
+    @field_validator("healthy_within")
+    @classmethod
+    def _within(cls, v: str) -> str:
+        duration(v)
+        return v
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of ``listen``."""
+        return _host_port(self.listen)
+
+    @property
+    def healthy_seconds(self) -> float:
+        return duration(self.healthy_within).total_seconds()
+
+
+def _host_port(v: str) -> tuple[str, int]:
+    try:
+        u = urlsplit("//" + v)
+        host, port = u.hostname, u.port
+    except ValueError:
+        host = port = None
+    if not host or not port or u.path or u.username or u.query:
+        raise ValueError(f"{v!r} is not HOST:PORT like \"127.0.0.1:9101\" or \"[::1]:9101\"")
+    return host, port
+
+
 class Config(_Model):
     organisation: Organisation = Organisation()
     database: Database = Database()
@@ -315,6 +633,9 @@ class Config(_Model):
     escalation: Escalation = Escalation()
     timers: Timers = Timers()
     digest: DigestConfig = DigestConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    security: Security = Security()
+    logging: LoggingConfig = LoggingConfig()
     # where relative paths (sqlite file, maildirs, raw store) are resolved; set by load()
     base_dir: str = "."
 
@@ -351,6 +672,40 @@ def line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     return best
 
 
+_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")
+_ANY_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]")
+
+
+def _table_of(pattern: re.Pattern[str], line: str) -> list[str] | None:
+    m = pattern.match(line)
+    return [p.strip().strip('"') for p in m.group(1).split(".")] if m else None
+
+
+def line_in(text: str, loc: tuple[Any, ...]) -> int | None:
+    """``line_of`` that heeds array indices: ``("routing", "rules", 2, "to")`` is the
+    ``to`` of the third ``[[routing.rules]]``, not of the first."""
+    lines = text.splitlines()
+    start, end = 0, len(lines)
+    path: list[str] = []
+    for part in loc:
+        if isinstance(part, str):
+            path.append(part)
+            continue
+        heads = [n for n in range(start, end) if _table_of(_ARRAY_HEADER, lines[n]) == path]
+        if part >= len(heads):
+            break  # an inline array: its key's line is as close as it gets
+        start, end = heads[part], (heads[part + 1] if part + 1 < len(heads) else end)
+        for n in range(start + 1, end):
+            table = _table_of(_ANY_HEADER, lines[n])
+            if table is not None and table[: len(path)] != path:
+                end = n
+                break
+    if start == 0:
+        return line_of(text, loc)
+    found = line_of("\n".join(lines[start:end]), loc)
+    return start + found if found else start + 1
+
+
 def parse_config(text: str, filename: str = "maild.toml", base_dir: str = ".") -> Config:
     try:
         data = tomllib.loads(text)
@@ -358,13 +713,13 @@ def parse_config(text: str, filename: str = "maild.toml", base_dir: str = ".") -
         raise ConfigError(f"{filename}: not valid TOML: {e}") from e
     data["base_dir"] = base_dir
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"toml": data})
     except ValidationError as e:
         lines = []
         for err in e.errors():
             loc = tuple(err["loc"])
             key = ".".join(str(p) for p in loc) or "(top level)"
-            line = line_of(text, loc)
+            line = line_in(text, loc)
             where = f"{filename}:{line}" if line else filename
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
@@ -413,8 +768,7 @@ def warnings(cfg: Config) -> list[str]:
             out.append("mailbox.url is plain imap:// to a remote host without starttls")
     this_year = date.today().year
     for year in uncovered_years(cfg.calendar.settings(), (this_year, this_year + 1)):
-        out.append(f"calendar: no official holiday data for {year}; working days fall back to "
-                   "Mon-Fri plus calendar.extra_closed_days/extra_working_days")
+        out.append(uncovered_warning(cfg.calendar.settings(), year))
     if not cfg.directory.departments:
         out.append("directory has no departments: internal requests cannot be routed")
     return out

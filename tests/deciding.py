@@ -23,10 +23,10 @@ class Deciding:
     """Decide and apply one raw mail the way the intake does, without a mailbox."""
 
     def __init__(self, store: Store, base: Path, letters: Letters | None = None,
-                 extra: str = "") -> None:
+                 extra: str = "", security: str = "") -> None:
         self.store = store
-        self.cfg = make_config(base, extra)
-        site = Site.build(self.cfg)
+        self.cfg = make_config(base, extra, security=security)
+        site = Site.build(self.cfg, create_secret=True)  # as `maild run`: tokens on
         self.site = site if letters is None else replace(site, letters=letters)
         self.intake = Intake(self.site, None, store, lambda: NOW)  # type: ignore[arg-type]
         self.uid = 0

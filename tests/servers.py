@@ -154,6 +154,16 @@ class DovecotServer:
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout)
 
+    def start_again(self) -> DovecotServer:
+        """Start a server that ``stop`` stopped, on the same ports and with the same mail,
+        as a restarted server looks to its clients."""
+        if self._proc is not None:
+            return self
+        if not self._launch():
+            raise RuntimeError(f"dovecot did not start again:\n{self.log()}")
+        atexit.register(self.stop)
+        return self
+
     def __enter__(self) -> DovecotServer:
         return self.start()
 

@@ -95,8 +95,20 @@ class Desk:
         return await self.sweeper.timers(now)
 
     async def letters(self) -> list[tuple[str, tuple[str, ...]]]:
-        """Every queued letter as (letter, recipients), in order."""
-        return [(o.letter, tuple(o.rcpt)) for o in await Outbox.all().order_by("id")]
+        """Every queued letter as (letter, recipients), in order. A letter goes out as one
+        copy per recipient (each with its own reply token): consecutive copies of the same
+        letter, written at the same moment with the same To and Cc, are one letter."""
+        out: list[tuple[str, tuple[str, ...]]] = []
+        last: tuple[object, ...] | None = None
+        for o in await Outbox.all().order_by("id"):
+            head = email.message_from_bytes(bytes(o.body), policy=email.policy.default)  # type: ignore[misc]
+            key = (o.letter, o.created_at, str(head["To"]), str(head["Cc"]))
+            if key == last:
+                out[-1] = (o.letter, (*out[-1][1], *o.rcpt))
+            else:
+                out.append((o.letter, tuple(o.rcpt)))
+            last = key
+        return out
 
     async def mails(self, letter: str) -> list[email.message.EmailMessage]:
         return [email.message_from_bytes(bytes(o.body), policy=email.policy.default)  # type: ignore[misc]

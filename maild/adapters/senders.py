@@ -17,6 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from maild.adapters.oauth import OAuthError, OAuthLogin
+
 log = logging.getLogger("maild.send")
 T = TypeVar("T")
 
@@ -77,7 +79,8 @@ class SmtpSender:
 
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
                  starttls: bool = False, timeout: float = 30.0,
-                 tls_context: ssl.SSLContext | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None,
+                 oauth: OAuthLogin | None = None) -> None:
         u = urlsplit(url)
         self.implicit_tls = u.scheme == "smtps"
         self.host = u.hostname or "127.0.0.1"
@@ -87,6 +90,7 @@ class SmtpSender:
         self.starttls = starttls
         self.timeout = timeout
         self.tls_context = tls_context
+        self.oauth = oauth  # XOAUTH2 / OAUTHBEARER instead of the password (adapters/oauth.py)
         self._smtp: aiosmtplib.SMTP | None = None
 
     async def _connect(self) -> aiosmtplib.SMTP:
@@ -96,7 +100,13 @@ class SmtpSender:
                                use_tls=self.implicit_tls, start_tls=self.starttls or None,
                                tls_context=self.tls_context)
         await smtp.connect()
-        if self.username and self.password:
+        if self.oauth is not None:
+            try:
+                await self.oauth.login_smtp(smtp, self.username or "")
+            except OAuthError:
+                smtp.close()
+                raise
+        elif self.username and self.password:
             await smtp.login(self.username, self.password)
         self._smtp = smtp
         return smtp
@@ -123,6 +133,8 @@ class SmtpSender:
             await self._drop()
             raise SendError(f"SMTP connection: {e}", permanent=False,
                             kind="connection") from e
+        except OAuthError as e:  # no token, or a fresh one refused: retried like a bad login
+            raise SendError(f"SMTP {e}", permanent=False, kind="auth") from e
         if errors:
             return "refused: " + ", ".join(f"{a} ({r.code} {r.message})"
                                            for a, r in errors.items())

@@ -5,18 +5,19 @@ Every function here is a pure function of the times it is given; nothing reads t
 Holiday data
     ``chinesecalendar`` is the default source. It carries the State Council arrangement of
     each year it covers *including the make-up workdays* (调休, e.g. Sun 2025-01-26 and Sat
-    2025-02-08 around Spring Festival) as explicit data. ``holidays.China`` was considered and
-    rejected: it has no workday category (make-up days only show up as free text in the
-    labels of the days off), and for years the State Council has not announced yet it answers
-    anyway with a guess that has no make-up workdays, so it cannot tell us when its data ends.
-    ``source="weekdays"`` switches the package off: plain Mon-Fri plus the configured days.
+    2025-02-08 around Spring Festival) as explicit data, and it raises for a year it does not
+    cover, so we know when its data ends. ``source="weekdays"`` switches every holiday source
+    off: plain Mon-Fri plus the configured days.
 
-Years the data does not cover
-    ``chinesecalendar`` raises for years it has no data for (2027 at version 1.11). For those
-    years the calendar falls back to plain Mon-Fri, corrected by the settings'
-    ``extra_closed_days`` / ``extra_working_days`` (where the admin enters the new arrangement
-    until the package has it). ``uncovered_years`` lists such years so the daemon can warn at
-    start-up and in ``config check``. The configured extra days always win over the package.
+Years the package does not cover
+    ``chinesecalendar`` 1.11 stops at 2026. For a later year the statutory days off are
+    computed from the lunar calendar with ``holidays.China`` (see ``maild.calendar.sources``:
+    元旦, 除夕 and 春节 1-3, 清明, 劳动节 1-2 May, 端午, 中秋, 国庆 1-3 October, and the
+    legal 补假 weekday when one falls on a weekend). The yearly 调休 (weekends worked, the
+    extra weekdays off they pay for) is not guessed: the admin configures it in
+    ``extra_working_days`` / ``extra_closed_days`` once the State Council announces it.
+    ``uncovered_years`` lists such years and ``uncovered_warning`` says so, for the daemon's
+    start-up, ``config check`` and ``maild calendar show``. The configured days always win.
 
 Working periods and conventions
     Working hours are the same on every working day, by default 09:00-12:00 and 13:30-18:00
@@ -44,18 +45,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import chinese_calendar
+
+from maild.calendar.sources import Basis, computed_holidays, package_covers
 
 __all__ = [
     "DEFAULT_PERIODS",
     "BusinessCalendar",
     "CalendarSettings",
     "CalendarSource",
+    "uncovered_warning",
     "uncovered_years",
+    "year_basis",
 ]
 
 CalendarSource = Literal["chinesecalendar", "weekdays"]
@@ -116,25 +120,43 @@ def _check_extra_days(closed: frozenset[date], working: frozenset[date]) -> None
         raise ValueError(f"days both closed and working: {', '.join(map(str, both))}")
 
 
-@lru_cache(maxsize=256)
-def _package_covers(year: int) -> bool:
-    try:
-        chinese_calendar.is_workday(date(year, 1, 1))
-    except NotImplementedError:
-        return False
-    return True
+def year_basis(settings: CalendarSettings, year: int) -> Basis:
+    """Where ``year``'s holidays come from under ``settings`` (before the configured days)."""
+    if settings.source == "weekdays":
+        return "weekdays"
+    if package_covers(year):
+        return "package"
+    return "computed" if computed_holidays(year) else "weekdays"
 
 
 def uncovered_years(settings: CalendarSettings, years: Iterable[int]) -> list[int]:
-    """The years among ``years`` the holiday source has no data for, sorted, no repeats.
+    """The years among ``years`` the holiday package has no data for, sorted, no repeats.
 
-    Those years run on plain Mon-Fri plus the configured extra days. The configured days do
-    not count as coverage: the daemon should keep warning until the package knows the year.
-    With ``source="weekdays"`` nothing is reported: the admin asked for no package at all.
+    Those years run on computed statutory holidays plus the configured extra days. The
+    configured days do not count as coverage: the daemon should keep warning until the
+    package knows the year. With ``source="weekdays"`` nothing is reported: the admin asked
+    for no holiday data at all.
     """
     if settings.source == "weekdays":
         return []
-    return sorted({year for year in years if not _package_covers(year)})
+    return sorted({year for year in years if not package_covers(year)})
+
+
+def uncovered_warning(settings: CalendarSettings, year: int) -> str:
+    """What the admin must hear about an uncovered ``year``: one line, in ``config check``,
+    the daemon's start-up log and ``maild calendar show``."""
+    head = f"calendar: no official holiday data for {year} (chinesecalendar has none)"
+    if year_basis(settings, year) == "computed":
+        body = ("; its statutory holidays are computed from the lunar calendar, but the 调休 "
+                "make-up working days (and the extra days off they pay for) are announced by "
+                "the State Council each year and must be configured in "
+                "calendar.extra_working_days / calendar.extra_closed_days")
+    else:
+        body = ("; working days fall back to Mon-Fri plus calendar.extra_closed_days/"
+                "extra_working_days, so deadlines may land on holidays")
+    made_up = sum(1 for d in settings.extra_working_days if d.year == year)
+    return (f"{head}{body} ({made_up} working day(s) configured for {year}); "
+            f"check with `maild calendar show {year}`")
 
 
 class BusinessCalendar:
@@ -163,8 +185,11 @@ class BusinessCalendar:
             return True
         if day in self.settings.extra_closed_days:
             return False
-        if self.settings.source == "chinesecalendar" and _package_covers(day.year):
+        basis = year_basis(self.settings, day.year)
+        if basis == "package":
             return bool(chinese_calendar.is_workday(day))
+        if basis == "computed" and day in computed_holidays(day.year):
+            return False
         return day.weekday() < 5
 
     def working_days_before(self, day: date, n: int) -> date:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from maild.classify.directory import Directory, Person
+from maild.classify.proof import Proof, ProofPolicy, prove
+from maild.mail.auth import dmarc_fail_policy
 from maild.mail.message import ParsedMail
 
 PROCESS_TAGS = {
@@ -106,13 +108,20 @@ class Classification:
     quiet: str | None = None
     #: the subject of the message the mail answers, when known: tags it carries are inherited
     replied_subjects: tuple[str, ...] = ()
+    #: how the From address is proven ("authentication-results: dmarc=pass (mx...)",
+    #: "dkim: example.com", "reply-token"); None: it is not, and ``unproven`` says why.
+    #: Staff commands run only from a proven sender (docs/SECURITY.md).
+    proof: str | None = None
+    unproven: tuple[str, ...] = ()
+    #: a ``[[routing.rules]]`` rule with ``ignore = true`` took it (``robot`` says which)
+    ignored: bool = False
 
     @property
     def route(self) -> str:
         if self.case_number:
             return f"case {self.case_number}"
         if self.robot:
-            return "robot (recorded, not answered)"
+            return f"{'ignored' if self.ignored else 'robot'} (recorded, not answered)"
         return f"new {self.process}" if self.process not in (None, "triage") else "triage"
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,6 +129,7 @@ class Classification:
             "route": self.route, "robot": self.robot, "case": self.case_number,
             "process": self.process, "department": self.department, "urgent": self.urgent,
             "tags": list(self.tags), "sender_role": self.sender.role, "quiet": self.quiet,
+            "proof": self.proof, "unproven": list(self.unproven), "ignored": self.ignored,
             "hits": [h.__dict__ for h in self.hits],
         }
 
@@ -134,6 +144,8 @@ class Env:
     tags: tuple[str, ...]
     sender: Person
     acknowledge_spam: bool = False
+    trusted: tuple[str, ...] = ()  # authserv-ids whose Authentication-Results count
+    acknowledge_dmarc_fail: bool = False
 
 
 #: a rule's check returns None (miss) or (detail, facts for Classification)
@@ -240,6 +252,16 @@ def _spam_flag(env: Env) -> tuple[str, dict[str, Any]] | None:
     return why, {"quiet": f"marked as spam ({why})"}
 
 
+def _dmarc_fail(env: Env) -> tuple[str, dict[str, Any]] | None:
+    policy = dmarc_fail_policy(env.mail.auth_results, env.mail.from_.domain, env.trusted)
+    if policy is None:
+        return None
+    why = f"DMARC fails and {env.mail.from_.domain} asks to {policy} such mail"
+    if env.acknowledge_dmarc_fail:
+        return f"{why} (acknowledge_dmarc_fail: answered all the same)", {}
+    return why, {"quiet": why}
+
+
 # -- threading -------------------------------------------------------------------------
 
 
@@ -324,6 +346,8 @@ STAGES: tuple[Stage, ...] = (
              _suppress_header),
         Rule("spam_flag", "X-Spam-Flag: YES or X-Spam-Status: Yes ([routing] "
              "acknowledge_spam)", _spam_flag),
+        Rule("dmarc_fail", "a trusted server says DMARC fails at a domain asking for "
+             "reject or quarantine ([security] acknowledge_dmarc_fail)", _dmarc_fail),
     )),
     Stage("thread", True, (
         Rule("thread_headers", "In-Reply-To/References name a message of a case",
@@ -357,14 +381,19 @@ _check_registry(STAGES)
 
 def classify(mail: ParsedMail, directory: Directory, known: Known, *,
              default_process: str = "customer", msgid_domain: str = "",
-             acknowledge_spam: bool = False) -> Classification:
+             acknowledge_spam: bool = False, proof: ProofPolicy | None = None,
+             acknowledge_dmarc_fail: bool = False,
+             stages: tuple[Stage, ...] = STAGES) -> Classification:
+    """``proof``: what proves a sender (None: the default policy, which trusts no server
+    and has no token secret, so only maild's own DKIM check can prove one)."""
     tags = subject_tags(mail.subject)
     sender = directory.lookup(mail.from_.addr)
+    policy = proof or ProofPolicy(msgid_domain=msgid_domain)
     env = Env(mail, directory, known, default_process, msgid_domain, tags, sender,
-              acknowledge_spam)
+              acknowledge_spam, policy.trusted, acknowledge_dmarc_fail)
     facts: dict[str, Any] = {}
     hits: list[Hit] = []
-    for stage in STAGES:
+    for stage in stages:  # STAGES, with the configured routing rules (classify.routing)
         skip = stage.name == "route" and ("case_number" in facts or "robot" in facts)
         decided = False
         for rule in stage.rules:
@@ -381,8 +410,10 @@ def classify(mail: ParsedMail, directory: Directory, known: Known, *,
             decided = stage.decisive
     parent = mail.in_reply_to or mail.references[-1:]  # the message it answers
     replied = tuple(known.subjects[m] for m in parent if m in known.subjects)
+    shown: Proof = prove(mail, facts.get("case_number"), policy)
     result = Classification(hits=tuple(hits), tags=tags, sender=sender,
-                            replied_subjects=replied, **facts)
+                            replied_subjects=replied, proof=shown.how,
+                            unproven=() if shown.how else shown.why, **facts)
     if result.process == "internal" and result.department is None:
         result = replace(result, department=_form_department(mail, directory, sender))
     return result

@@ -11,7 +11,7 @@ from maild.app import make_store
 
 def upgrade(args: argparse.Namespace) -> int:
     """Prints each migration applied, or that the database is up to date; a database that
-    cannot be upgraded raises ``SchemaError`` (``main`` prints it and exits 1)."""
+    cannot be upgraded raises ``SchemaError`` (``main`` prints it and exits 78)."""
     cfg = cfgmod.load(args.config)
     applied = asyncio.run(make_store(cfg).upgrade())
     for name in applied:

@@ -50,14 +50,29 @@ async def _known(cfg: Config, mail: ParsedMail) -> tuple[Known, str]:
         await store.close()
 
 
+async def _copy_of(cfg: Config, mail: ParsedMail) -> str | None:
+    """Why the intake would take ``mail`` for a copy: its Message-ID and From address are
+    those of a mail decided before (``Inbox.same_message_id``); else None."""
+    store = make_store(cfg)
+    await store.open()
+    try:
+        first, _ = await store.same_message_id(mail)
+    finally:
+        await store.close()
+    return None if first is None else f"same Message-ID and sender as message #{first}"
+
+
 async def explain_mail(cfg: Config, raw: bytes, now: datetime) -> dict[str, Any]:
     """What the intake would decide for ``raw`` at ``now``: the same site, the same path."""
+    site = Site.build(cfg)
     try:
-        mail = parse_mail(raw)
+        mail = parse_mail(raw, site.dkim)  # DKIM checked as the intake checks it
     except ParseError as e:
         return {"outcome": "quarantine", "reason": f"cannot parse: {e}"}
-    site = Site.build(cfg)
     known, note = await _known(cfg, mail)
+    copy = None if note else await _copy_of(cfg, mail)
+    if copy is not None:  # the intake files it as a duplicate, deciding nothing
+        return {"outcome": "duplicate", "reason": copy, "message_id": mail.message_id}
     cls = site.classify(mail, known)
     case = None
     if cls.case_number:
@@ -100,6 +115,8 @@ async def explain_mail(cfg: Config, raw: bytes, now: datetime) -> dict[str, Any]
         "timers": [{"kind": t.kind, "key": t.key, "state": t.state,
                     "due_at": t.due_at.isoformat()} for t in applied.timers],
         "defects": list(mail.defects),
+        "dkim": [{"domain": d.domain, "selector": d.selector, "ok": d.ok, "why": d.why}
+                 for d in mail.dkim],
     }
 
 
@@ -110,7 +127,10 @@ def format_text(r: dict[str, Any]) -> str:
     lines = [f"message: {r['message_id']}", f"from:    {r['from']}",
              f"subject: {r['subject']}", f"tags:    {' '.join(c['tags']) or '-'}",
              f"sender:  {c['sender_role']}", f"route:   {c['route']}",
-             f"urgent:  {c['urgent']}", ""]
+             f"urgent:  {c['urgent']}",
+             f"proof:   {c.get('proof') or 'none: the sender is not proven'}"]
+    lines += [f"         - {why}" for why in c.get("unproven", [])]
+    lines.append("")
     if r["note"]:
         lines.append(f"note: {r['note']}")
     lines.append("rules:")

@@ -9,6 +9,7 @@ import sys
 from maild import config as cfgmod
 from maild.app import make_store
 from maild.data import example_config
+from maild.site import load_secret, secret_path
 
 
 def init(args: argparse.Namespace) -> int:
@@ -29,6 +30,9 @@ def init(args: argparse.Namespace) -> int:
         await store.close()
 
     asyncio.run(create_db())
+    if cfg.security.reply_tokens:
+        load_secret(cfg, create=True)  # the reply-token key: back it up with the database
+        print(f"reply-token secret: {secret_path(cfg)} (mode 0600; keep a backup)")
     print(f"wrote {target} and the database {cfg.database.url}")
     print(f"next: edit it, then `maild config check -c {target}` and `maild run -c {target}`")
     return 0

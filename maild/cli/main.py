@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import maild
 from maild import config as cfgmod
+from maild.cli.exits import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE
 from maild.config import ConfigError
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -200,6 +198,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--now", type=_iso)
     c.set_defaults(func=_command("maild.cli.outbox:cancel"))
 
+    s = sub.add_parser("calendar", help="the business calendar: holidays and make-up days")
+    csub = s.add_subparsers(dest="calendar_command", required=True)
+    c = csub.add_parser("show", help="a year's days off and make-up working days, with sources")
+    c.add_argument("year", type=int, metavar="YEAR")
+    c.add_argument("-c", "--config", type=Path, help="default: the built-in calendar settings")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_command("maild.cli.calendar:show"))
+
+    s = sub.add_parser("status", help="is maild healthy? the daemon's /healthz and the backlog"
+                       " (exit 0 healthy, 1 unhealthy, 2 cannot tell)")
+    s.add_argument("-c", "--config", required=True, type=Path)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_command("maild.cli.status:status"))
+
     s = sub.add_parser("demo", help="the whole flow on embedded defaults, no servers")
     s.add_argument("--dir", type=Path, help="keep the demo here (default: a temporary folder)")
     s.set_defaults(func=_command("maild.cli.demo:demo"))
@@ -207,27 +219,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status is one of ``maild.cli.exits``."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # mail-parser warns about every part type it does not handle; our parser handles them
-    logging.getLogger("mailparser").setLevel(logging.ERROR)
-    logging.getLogger("tortoise").setLevel(logging.WARNING)
-    # two lines per scheduled run (cycle, timers) would drown the log; errors still show
-    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    from maild import logs
+
+    logs.setup(verbose=args.verbose)  # `maild run` applies the config's [logging] on top
+    from maild.runners.faults import FaultExit
     from maild.store import SchemaError
 
     try:
         return int(args.func(args) or EXIT_OK)
     except ConfigError as e:
-        print(f"maild: configuration error:\n{e}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(f"maild: configuration error:\n{e}", EXIT_CONFIG)
     except SchemaError as e:  # e.g. `maild run` on a database that needs `maild db upgrade`
-        print(f"maild: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(f"maild: {e}", EXIT_CONFIG)
+    except FaultExit as e:  # --once: the mailbox or the database did not answer
+        return _fail(str(e.code), EXIT_UNAVAILABLE)
     except KeyboardInterrupt:
-        return EXIT_ERROR
+        return EXIT_INTERRUPTED
+
+
+def _fail(text: str, status: int) -> int:
+    """The reason on stderr (each line an error to journald), and the status."""
+    from maild.logs import under_journald
+
+    prefix = "<3>" if under_journald() else ""
+    print("\n".join(prefix + line for line in text.splitlines()), file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -32,3 +32,9 @@ def processes_dir() -> Path:
 def example_config() -> str:
     """The commented example ``maild.toml`` that ``maild init`` writes."""
     return (files(__package__) / "config" / "maild.example.toml").read_text(encoding="utf-8")
+
+
+def statutory_holidays() -> Path:
+    """China's statutory days off computed from the lunar calendar, per year (a JSON table
+    written by ``scripts/gen-statutory-holidays``)."""
+    return _folder("calendar") / "statutory-holidays.json"

@@ -142,6 +142,8 @@ class ProcessDef:
     on_archive: tuple[LetterRule, ...] = ()
     source: str = ""  # the file it came from
     extra: Mapping[str, Any] = field(default_factory=dict)  # process-specific settings
+    #: what a chase is for (``quote`` …) -> (Chinese label, English label), from ``[chases]``
+    chases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def first(self) -> Step:
@@ -155,6 +157,11 @@ class ProcessDef:
 
     def label(self, language: str) -> str:
         return self.title_en if language == "en" else self.title
+
+    def chase_label(self, what: str, language: str) -> str:
+        """What a chased party owes, as people read it (``quote`` -> 报价); other text as is."""
+        zh, en = self.chases.get(what, (what, what))
+        return en if language == "en" else zh
 
     def letter_names(self) -> set[str]:
         rules = [*self.on_close, *self.on_archive,
@@ -222,6 +229,11 @@ class _ChaseModel(_Model):
         return v
 
 
+class _ChaseLabelModel(_Model):
+    title: str
+    title_en: str = ""
+
+
 class _StepModel(_Model):
     id: str
     title: str
@@ -249,6 +261,7 @@ class _ProcessModel(_Model):
     settings: dict[str, Any] = {}
     commands: dict[str, Names] = {}
     closed_commands: dict[str, Names] = {}
+    chases: dict[str, _ChaseLabelModel] = {}
     on_close: list[_LetterRuleModel] = []
     on_archive: list[_LetterRuleModel] = []
     steps: list[_StepModel] = Field(min_length=1)
@@ -356,7 +369,8 @@ def parse_process(text: str, source: str) -> ProcessDef:
         closed_commands={k: tuple(v) for k, v in m.closed_commands.items()},
         letters=dict(m.letters), on_close=tuple(r.build() for r in m.on_close),
         on_archive=tuple(r.build() for r in m.on_archive), source=source,
-        extra=dict(m.settings))
+        extra=dict(m.settings),
+        chases={k: (v.title, v.title_en or v.title) for k, v in m.chases.items()})
     problems = _problems(proc)
     if problems:
         raise ProcessError("\n".join(f"{_where(source, text, loc)}: {msg}"
@@ -426,6 +440,10 @@ def _check_step(s: Step, i: int, proc: ProcessDef) -> list[Problem]:
          f"waits_on must be one of {', '.join(map(repr, WAITS_ON))}"),
         ("chase", s.chase is not None and s.chase.what not in CHASES,
          "chase.what must be quote, order_confirmation or delay_explanation"),
+        ("chase", s.chase is not None and s.chase.what in CHASES
+         and s.chase.what not in proc.chases,
+         f"chase.what {s.chase.what if s.chase else ''!r} has no label in [chases] "
+         "(what the chased party reads)"),
         ("progress_days", s.progress_days not in (0, 7, 14),
          "progress_days must be 7 or 14 (or 0 for none)"),
     ]
@@ -446,6 +464,10 @@ def _problems(proc: ProcessDef) -> list[Problem]:
         if event not in proc.letters:
             out.append((("letters",), f"letters.{event}: missing (the letter sent on this "
                         "event)"))
+    for what in proc.chases:
+        if what not in CHASES:
+            out.append((("chases", what), f"chases.{what}: unknown (known: "
+                        f"{', '.join(CHASES)})"))
     for key in DURATION_SETTINGS:
         if key in proc.extra:
             try:

@@ -10,9 +10,11 @@ intents (a confirmation, a quote, a delay).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, time
 
 from maild.classify.rules import Classification
+from maild.engine.confirming import take_reply
 from maild.engine.definitions import role_label
 from maild.engine.effects import CaseView, Context, Decision, Note
 from maild.engine.workflow import Hooks, Op, Work
@@ -24,7 +26,6 @@ from maild.mail.commands import (
     parse_date,
     subject_command_tags,
 )
-from maild.mail.intents import is_confirmation
 from maild.mail.message import ParsedMail
 from maild.mail.quoting import excerpt
 
@@ -40,8 +41,8 @@ def reply(hooks: Hooks, case: CaseView, mail: ParsedMail, cls: Classification,
     else:
         _external(work)
     work.auto_advance()
-    if work.refusals:
-        work.send(work.proc.letters["refused"], (work.reply_to,), automatic=True,
+    if work.refusals and work.proven:  # case details go to a proven From address only
+        work.send(work.proc.letters["refused"], (work.actor,), automatic=True,
                   refusals=list(work.refusals), commands=valid_now(work))
     return work.decision()
 
@@ -59,6 +60,8 @@ def _staff(work: Work) -> None:
             f"subject tag {' '.join(planted)} repeats the answered mail's: not run"))
     if work.is_open and not any(c.source == "body" for c in commands):
         work.hooks.staff_text(work)
+    if commands and not gate(work, commands):
+        return
     if commands and not work.roles.in_directory(work.actor):
         for c in commands:
             work.refuse(c, work.t("您的地址不在通讯录中，不能操作案件",
@@ -66,6 +69,37 @@ def _staff(work: Work) -> None:
         return
     for c in commands:
         run(work, c)
+
+
+def gate(work: Work, commands: Sequence[Command]) -> bool:
+    """Record how the sender of ``commands`` is proven; an unproven sender's commands are
+    refused (recorded, not run) and the person the mail claims to be from is told, at the
+    address the directory gives (the store sends that notice once an hour at most)."""
+    if work.proven:
+        work.note("proof", work.t(f"发件人已验证：{work.cls.proof}",
+                                  f"sender proven: {work.cls.proof}"))
+        return True
+    why = "; ".join(work.cls.unproven) or "-"
+    for c in commands:
+        work.refuse(c, work.t("发件人未经验证，命令未执行", "the sender is not proven: not run"))
+    work.note("unproven", work.t(f"发件人未经验证（{why}）", f"sender not proven ({why})"))
+    claimed = work.cls.sender.addr if work.cls.sender.role == "staff" else work.actor
+    notify_unproven(work, claimed, [c.line for c in commands])
+    return False
+
+
+def notify_unproven(work: Work, claimed: str, lines: list[str]) -> None:
+    """The once-an-hour notice to ``claimed`` (a directory address) that commands sent in
+    their name were not run. It names the case and the commands, nothing of the case."""
+    if not claimed:
+        return
+    work.send(UNPROVEN_LETTER, (claimed,), automatic=True, context={
+        "org_name": work.ctx.org_name, "number": work.number, "commands": lines,
+        "reasons": list(work.cls.unproven), "claimed": claimed})
+
+
+#: the letter telling a member of staff that commands in their name were not run
+UNPROVEN_LETTER = "command_unproven"
 
 
 def _external(work: Work) -> None:
@@ -80,17 +114,17 @@ def _external(work: Work) -> None:
         work.note("ignored", work.t("外部联系人的命令只作记录，不执行：",
                                     "an external party's commands are recorded, not run: ")
                   + " ".join(c.line for c in commands))
+    asked = False  # the account manager got the confirm_unsure letter with the reply
     if work.is_open:
         step = work.step_def
-        if step.confirm_by == "external" and is_confirmation(work.mail):
-            if work.confirm(addr, "external") is None:
-                work.event(f"{addr} confirmed")
+        if step.confirm_by == "external":
+            asked = take_reply(work, addr)
         if step.waits_on == "external":
             work.answered()
         work.hooks.external(work)
     notice = work.proc.letters.get("reply_notice")
     contact = work.roles.addresses("contact")
-    if notice and contact:
+    if notice and contact and not asked:
         work.send(notice, contact, message=excerpt(work.mail.text, 1500))
 
 
@@ -300,7 +334,8 @@ def _reopen(work: Work, command: Command) -> str | None:
 
 
 def _help(work: Work, command: Command) -> str | None:
-    work.send(work.proc.letters["help"], (work.reply_to,), automatic=True,
+    # to the proven From address: never Reply-To, which a forger could point anywhere
+    work.send(work.proc.letters["help"], (work.actor,), automatic=True,
               commands=valid_now(work))
     work.event("help")
     return None

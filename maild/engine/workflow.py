@@ -20,6 +20,7 @@ from typing import Any
 
 from maild.classify.rules import Classification, case_subject
 from maild.engine.acknowledge import acknowledge, language_for
+from maild.engine.carry import carried
 from maild.engine.definitions import ARCHIVE, LetterRule, ProcessDef, Step, role_label
 from maild.engine.effects import (
     CancelTimers,
@@ -148,6 +149,11 @@ class Work:
         return self.status in ("open", "waiting")
 
     @property
+    def proven(self) -> bool:
+        """The From address is proven (``Classification.proof``): commands may run."""
+        return self.cls.proof is not None
+
+    @property
     def is_staff(self) -> bool:
         return self.cls.sender.role == "staff" or self.roles.is_manager(self.actor)
 
@@ -205,12 +211,17 @@ class Work:
 
     def set_due(self, due: datetime | None) -> None:
         """The current step's deadline: a ``deadline`` timer and ``Case.due_at``."""
-        self.cancel("deadline")
+        self.cancel("deadline", "warning")
         if due is not None:
             step = self.step_def
-            self.timer("deadline", due, step.id, {
-                "step": step.id, "owner": list(self.owner),
-                "department": self.roles.owner_department(self.owner)})
+            data = {"step": step.id, "owner": list(self.owner),
+                    "department": self.roles.owner_department(self.owner)}
+            self.timer("deadline", due, step.id, data)
+            share, cal, now = self.ctx.early_warning, self.ctx.calendar, self.ctx.now
+            span = cal.working_between(now, due) if 0 < share < 1 else timedelta(0)
+            if span > timedelta(0):  # the owner hears before the deadline is missed
+                self.timer("warning", cal.add_working(now, span * share), step.id,
+                           {**data, "deadline": due.isoformat()})
         self.due, self.due_changed = due, True
 
     # -- steps -----------------------------------------------------------------------------
@@ -398,7 +409,8 @@ class Work:
             if context is None:
                 context = case_context(self, self.proc.step(p.step or self.step), p.language,
                                        p.extra, p.to[0], p.external)
-            effects.append(SendLetter(p.letter, p.to, context, p.language, p.cc, p.automatic))
+            effects.append(SendLetter(p.letter, p.to, context, p.language, p.cc, p.automatic,
+                                      *carried(self, p)))
         text = summary or "; ".join(self.events) or "recorded"
         if self.refusals:
             text += f"; {len(self.refusals)} command(s) refused"
@@ -456,13 +468,19 @@ def open_case(hooks: Hooks, mail: ParsedMail, cls: Classification, ctx: Context)
     work.enter(proc.first.id)
     work.auto_advance()
     if work.is_staff:  # commands need a case to act on: say so rather than drop them
-        for command in parse_commands(mail.text):
+        commands = parse_commands(mail.text)
+        for command in commands:
             work.refuse(command, work.t("开案邮件中的命令不执行：请在回复系统邮件时再发",
                                         "commands in the mail that opens a case are not run: "
                                         "send them in a reply"))
-        if work.refusals:
-            work.send(proc.letters["refused"], (work.reply_to,), automatic=True,
+        if work.refusals and work.proven:  # the list of commands: to a proven From only
+            work.note("proof", work.t(f"发件人已验证：{cls.proof}", f"sender proven: {cls.proof}"))
+            work.send(proc.letters["refused"], (work.actor,), automatic=True,
                       refusals=list(work.refusals),
                       commands=work.commands_for(work.actor, work.ctx.language))
+        elif work.refusals:
+            work.note("unproven", work.t(
+                f"发件人未经验证（{'; '.join(cls.unproven) or '-'}）",
+                f"sender not proven ({'; '.join(cls.unproven) or '-'})"))
     return work.decision(f"new {proc.name} case at {work.step}"
                          + (f" ({'; '.join(work.events[1:])})" if work.events[1:] else ""))

@@ -37,6 +37,7 @@ def _registry(*modules: object) -> tuple[dict[str, Handler], dict[str, Hooks]]:
 
 
 HANDLERS, HOOKS = _registry(customer, supplier, internal)
+_CHASES = {"supplier": supplier.CHASES}  # chases a handler sets itself, by process
 
 
 def handler(process: str) -> Handler:
@@ -55,6 +56,10 @@ def check_hooks(processes: Mapping[str, ProcessDef]) -> list[str]:
         for step_id in sorted(named - set(proc.steps)):
             out.append(f"{proc.source}: handlers/{name}.py relies on a step {step_id!r}, "
                        "which is not defined (step ids are fixed; rename the title instead)")
+        for what in _CHASES.get(name, ()):
+            if what not in proc.chases:
+                out.append(f"{proc.source}: chases.{what}: missing (handlers/{name}.py chases "
+                           "for it; the label is what the party reads)")
         for event in hooks.letters:
             if event not in proc.letters:
                 out.append(f"{proc.source}: letters.{event}: missing (handlers/{name}.py "

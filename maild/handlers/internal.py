@@ -3,17 +3,28 @@
 What is specific here: the request form (missing fields are asked for once per reply and the
 case waits for them), the participant list that ``#assign`` grows (each department's head
 told), the minutes that come with ``#advance`` in the meeting step, and the result report
-that the receiver submits with ``#advance`` while tracking, for the initiator to accept.
+that the receiver submits with ``#advance`` while tracking, for the initiator to accept,
+and the meeting's calendar invitation (``#meeting``, ``maild.engine.invites``).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from maild.engine.definitions import Step
 from maild.engine.effects import Decision, SendLetter
-from maild.engine.operations import reply
+from maild.engine.invites import (
+    CANCEL_WORDS,
+    MEETING_LETTER,
+    ics_file,
+    meeting_ics,
+    meeting_uid,
+    parse_meeting,
+)
+from maild.engine.operations import GENERIC, reply
 from maild.engine.workflow import Hooks, Work, open_case
 from maild.handlers import common
 from maild.handlers.base import Handler
@@ -131,6 +142,106 @@ def _report(work: Work, command: Command) -> str | None:
     return None
 
 
+def _meeting(work: Work, command: Command) -> str | None:
+    """``#meeting 2026-12-03 14:00 会议室A [1h]``: invite the participants (again: move the
+    meeting); ``#meeting cancel``: call it off."""
+    if command.arg.strip().lower() in CANCEL_WORDS:
+        if not _scheduled(work):
+            return work.t("没有已安排的会议可以取消", "no meeting is scheduled")
+        _cancel_meeting(work)
+        return None
+    arg = parse_meeting(command.arg, work.ctx.calendar.tz)
+    if isinstance(arg, str):
+        return work.t("格式应为：#meeting 2026-12-03 14:00 会议室A（可加时长，如 1.5h；"
+                      "默认 1 小时），或 #meeting cancel",
+                      "use: #meeting 2026-12-03 14:00 Room A (optionally a duration such as "
+                      "1.5h; default 1 hour), or #meeting cancel")
+    if arg.start <= work.ctx.now:
+        return _past_moment(work, arg.start)
+    meeting = work.data.get("meeting") or {}
+    if _scheduled(work):
+        meeting = {**meeting, "sequence": int(meeting.get("sequence", 0)) + 1}
+        kind = "update"
+    else:
+        count = int(work.data.get("meetings", 0)) + 1
+        work.data["meetings"] = count
+        meeting = {"uid": meeting_uid(work.number, count, _domain(work)), "sequence": 0}
+        kind = "request"
+    meeting.update(start=arg.start.isoformat(), minutes=arg.minutes, place=arg.place,
+                   status="scheduled", attendees=_attendees(work))
+    work.data["meeting"] = meeting
+    _invite(work, meeting, "REQUEST", kind)
+    when = arg.start.strftime("%Y-%m-%d %H:%M")
+    work.note("meeting", work.t(f"会议邀请（{'改期' if kind == 'update' else '新'}）：{when}，"
+                                f"{arg.minutes} 分钟，{arg.place}",
+                                f"meeting {'moved' if kind == 'update' else 'invitation'}: "
+                                f"{when}, {arg.minutes} min, {arg.place}"))
+    work.event(f"meeting {kind}")
+    return None
+
+
+def _close(work: Work, command: Command) -> str | None:
+    """``#close``: as everywhere, and a meeting still ahead is called off."""
+    if _scheduled(work) and datetime.fromisoformat(
+            str(work.data["meeting"]["start"])) > work.ctx.now:
+        _cancel_meeting(work)
+    return GENERIC["close"](work, command)
+
+
+def _scheduled(work: Work) -> bool:
+    return (work.data.get("meeting") or {}).get("status") == "scheduled"
+
+
+def _cancel_meeting(work: Work) -> None:
+    meeting = dict(work.data["meeting"])
+    meeting.update(sequence=int(meeting.get("sequence", 0)) + 1, status="cancelled")
+    work.data["meeting"] = meeting
+    _invite(work, meeting, "CANCEL", "cancel")
+    work.note("meeting", work.t("会议已取消", "meeting cancelled"))
+    work.event("meeting cancel")
+
+
+def _attendees(work: Work) -> list[str]:
+    own = work.ctx.org_address.lower()
+    return [a for a in dict.fromkeys((*work.roles.addresses("participant"),
+                                      *work.roles.addresses("initiator")))
+            if a and a.lower() != own]
+
+
+def _domain(work: Work) -> str:
+    return work.ctx.org_address.rpartition("@")[2]
+
+
+def _past_moment(work: Work, at: datetime) -> str:
+    text = at.strftime("%Y-%m-%d %H:%M")
+    return work.t(f"时间 {text} 已经过去", f"{text} is in the past")
+
+
+def _invite(work: Work, meeting: dict[str, Any], method: str, kind: str) -> None:
+    """The invitation letter (REQUEST or CANCEL) to every attendee, with the .ics."""
+    start = datetime.fromisoformat(str(meeting["start"])).astimezone(work.ctx.calendar.tz)
+    minutes = int(meeting["minutes"])
+    attendees = [str(a) for a in meeting.get("attendees", ())] or _attendees(work)
+    summary = f"[{work.number}] {work.subject}"
+    ics = meeting_ics(method=method, uid=str(meeting["uid"]),
+                      sequence=int(meeting["sequence"]), start=start, minutes=minutes,
+                      summary=summary, location=str(meeting["place"]),
+                      description=work.t(f"跨部门沟通 {work.number}：{work.subject}",
+                                         f"cross-department request {work.number}: "
+                                         f"{work.subject}"),
+                      organizer=work.ctx.org_address, organizer_name=work.ctx.org_name,
+                      attendees=attendees, now=work.ctx.now)
+    end = start + timedelta(minutes=minutes)
+    context = {"org_name": work.ctx.org_name, "number": work.number, "subject": work.subject,
+               "kind": kind, "date": start.strftime("%Y-%m-%d"),
+               "start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"),
+               "minutes": minutes, "place": str(meeting["place"]),
+               "organizer": work.actor, "attendees": attendees}
+    work.effects.append(SendLetter(MEETING_LETTER, tuple(attendees),
+                                   context, work.ctx.language, automatic=False,
+                                   files=(ics_file(ics, method),)))
+
+
 def _accept(work: Work, command: Command) -> str | None:
     """``#confirm`` while tracking: the initiator accepts the result report."""
     if not work.condition("report_submitted"):
@@ -143,6 +254,8 @@ HOOKS = Hooks(
     letters=("more_info", "participant_added", "result_report"),
     ops={
         ("*", "assign"): _assign,
+        ("*", "meeting"): _meeting,
+        ("*", "close"): _close,
         ("meeting", "advance"): _minutes,
         ("track", "advance"): _report,
         ("track", "confirm"): _accept,

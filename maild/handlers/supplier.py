@@ -24,6 +24,8 @@ from maild.mail.forms import Field, FormSpec, parse_form
 from maild.mail.intents import explains_delay, is_invoice, mentions_delay
 
 FIRST_STEP = "intent"
+#: chases this handler sets by itself (each needs a label in the definition's [chases])
+CHASES = ("delay_explanation",)
 INTENT_FORM = FormSpec("合作意向", (
     Field("供应商", ("供应商邮箱", "supplier")),
     Field("合作范围", ("采购内容", "采购需求", "scope")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from maild.mail.auth import DkimResult
 from maild.mail.dsn import Dsn
 
 
@@ -47,3 +48,18 @@ class ParsedMail:
     defects: tuple[str, ...] = ()  # human-readable parser defects (kept for `explain`)
     #: a bounce: the recipients that failed and the returned letter's Message-ID
     dsn: Dsn | None = field(default=None, hash=False, compare=False)
+    #: raw Authentication-Results values, topmost first (at most 20, 4000 characters each)
+    auth_results: tuple[str, ...] = ()
+    #: the DKIM signatures maild checked (empty when not checked or none)
+    dkim: tuple[DkimResult, ...] = ()
+    #: how many From addresses the mail gives, over all its From fields (more than one:
+    #: nobody can tell who sent it)
+    from_count: int = 1
+    sender: str = ""  # the Sender field's address ("" when absent)
+    #: the envelope recipients the delivering server wrote (Delivered-To, X-Original-To,
+    #: Envelope-To): the alias a mail was sent to when To does not show it (Bcc, lists)
+    delivered_to: tuple[Address, ...] = ()
+    #: every top-level header, lower-cased name -> its values in order (at most 100 names,
+    #: 10 values each, one line of 1000 characters each): what routing rules may match
+    headers: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False,
+                                                compare=False)

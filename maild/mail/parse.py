@@ -12,11 +12,18 @@ import functools
 import re
 from email.message import Message
 from email.utils import getaddresses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import mailparser
 from mailparser.exceptions import MailParserRecursionError
 
+from maild.mail.auth import (
+    MAX_HEADER_CHARS,
+    MAX_HEADERS,
+    DkimPolicy,
+    DkimResult,
+    verify_dkim,
+)
 from maild.mail.charset import (
     codec_for,
     decode_bytes_as,
@@ -50,7 +57,8 @@ SIGNALS = ("auto-submitted", "precedence", "list-id", "list-unsubscribe", "retur
            "x-spam-flag", "x-spam-status", "content-type")  # fmt: skip
 _ADDRESS_HEADERS = ("from", "to", "cc", "reply-to")
 _WANTED = frozenset((*SIGNALS, *_ADDRESS_HEADERS, "subject", "date", "message-id",
-                     "in-reply-to", "references"))  # fmt: skip
+                     "in-reply-to", "references", "sender",
+                     "authentication-results"))  # fmt: skip
 # At least one of these must be present for the input to count as mail.
 _MAIL_HEADERS = frozenset((*_WANTED, "sender", "received", "mime-version", "delivered-to",
                            "x-mailer", "user-agent", "bcc", "resent-from"))  # fmt: skip
@@ -84,9 +92,12 @@ class ParseError(ValueError):
     """The input cannot be understood as mail at all; ``str(err)`` is the quarantine reason."""
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Build a :class:`ParsedMail` from raw RFC 5322 bytes; raise ParseError if it is not mail."""
+def parse_mail(raw: bytes, dkim: DkimPolicy | None = None) -> ParsedMail:
+    """Build a :class:`ParsedMail` from raw RFC 5322 bytes; raise ParseError if it is not mail.
+
+    ``dkim``: check the mail's DKIM signatures with these keys (None: not checked)."""
     install_aliases()
+    original = raw
     raw, cut = _bounded_header(raw)
     parser = _mail_parser(raw)
     message: Message = parser.message
@@ -97,6 +108,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     first = headers.get
     text = "\n".join(walk.plain) if walk.plain else html_to_text("\n".join(walk.html))
     from_ = _sender(first("from", []))
+    froms = first("from", [])
     return ParsedMail(
         # an overlong Message-ID is kept: the store refuses it, and the mail is quarantined
         message_id=next(iter(_ids(first("message-id", [""])[0], checked=False)), ""),
@@ -115,7 +127,25 @@ def parse_mail(raw: bytes) -> ParsedMail:
                  for name in SIGNALS if name in headers},
         defects=_defects(parser.defects, [*cut, *walk.defects]),
         dsn=_dsn(message, from_.addr, _text(first("return-path", [""])[0]), text),
+        auth_results=tuple(_line(_text(v), MAX_HEADER_CHARS)
+                           for v in first("authentication-results", [])[:MAX_HEADERS]),
+        dkim=_dkim(original, dkim, from_.domain),
+        from_count=max(len(froms), sum(1 for v in froms for _, a in _mailboxes(recover_raw(v))
+                                       if a.strip())),
+        sender=_sender(first("sender", [])).addr,
+        **_all_headers(message),
     )
+
+
+def _dkim(raw: bytes, policy: DkimPolicy | None, from_domain: str) -> tuple[DkimResult, ...]:
+    """The mail's DKIM signatures checked; nothing when not asked (or not for mail from
+    this domain) or on any failure."""
+    if policy is None or not from_domain or not policy.wanted(from_domain):
+        return ()
+    try:
+        return verify_dkim(raw, policy)
+    except Exception:  # noqa: BLE001 - a signature that cannot be checked proves nothing
+        return ()
 
 
 def _dsn(message: Message, sender: str, return_path: str, text: str) -> Dsn | None:
@@ -178,6 +208,28 @@ def _top_headers(message: Message) -> dict[str, list[str]]:
     return found
 
 
+MAX_HEADER_NAMES = 100  # distinct top-level header names kept for routing rules
+MAX_HEADER_VALUES = 10  # values kept of one name
+_DELIVERED = ("delivered-to", "x-original-to", "envelope-to")
+
+
+def _all_headers(message: Message) -> dict[str, Any]:
+    """``delivered_to`` and ``headers`` of a ParsedMail: every top-level field, bounded."""
+    raw: dict[str, list[str]] = {}
+    for name, value in message.raw_items():
+        key = _line(str(name), 100).lower()
+        if key not in raw and len(raw) >= MAX_HEADER_NAMES:
+            continue
+        values = raw.setdefault(key, [])
+        if len(values) < MAX_HEADER_VALUES:
+            values.append(value)
+    return {"delivered_to": _addresses([v[:MAX_SIGNAL] for k in _DELIVERED
+                                        for v in raw.get(k, [])]),
+            "headers": {k: tuple(_line(_text(v[:4 * MAX_SIGNAL], words=True), MAX_SIGNAL)
+                                      for v in vs)
+                        for k, vs in raw.items()}}
+
+
 def _known_header(message: Message) -> bool:
     return any(name.lower() in _MAIL_HEADERS for name in message.keys())
 
@@ -230,7 +282,16 @@ def _addresses(values: list[str]) -> tuple[Address, ...]:
 
 
 def _mailboxes(value: str) -> list[tuple[str, str]]:
-    """``getaddresses``, except that ``bob@x <eve@y>`` is one mailbox (eve), not two."""
+    """``getaddresses``, except that ``bob@x <eve@y>`` is one mailbox (eve), not two. A
+    field ``email.utils`` cannot read (comments nested thousands deep exhaust its
+    recursion) has no usable mailbox."""
+    try:
+        return _read_mailboxes(value)
+    except RecursionError:
+        return []
+
+
+def _read_mailboxes(value: str) -> list[tuple[str, str]]:
     pairs = getaddresses([value])
     if len(pairs) < 2:
         return pairs

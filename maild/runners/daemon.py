@@ -20,17 +20,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from maild import logs
 from maild.adapters.senders import MailSender
 from maild.adapters.sources.base import MailSource
-from maild.calendar.business import uncovered_years
+from maild.calendar.business import uncovered_warning, uncovered_years
 from maild.config import Config
-from maild.runners import faults
+from maild.runners import faults, systemd
 from maild.runners.faults import Fault, FaultExit, FaultState, IntakeFault
+from maild.runners.health import Watch
 from maild.runners.intake import Intake
 from maild.runners.outbox import Outage, drain, owner_notice, retry_policy
+from maild.runners.push import Push
+from maild.runners.reload import Hook, Reloader
 from maild.runners.sweeper import Sweeper
 from maild.site import Site
 from maild.store import SchemaError, Store
@@ -51,9 +57,25 @@ class App:
     intake: Intake
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class _NoServer:
+    def close(self) -> None:
+        return None
+
+
 class Daemon:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, config_path: Path | None = None) -> None:
         self.app = app
+        #: the config file SIGHUP reloads (None: nothing to reload)
+        self.config_path = config_path
+        self.reloader: Reloader | None = None
+        self.on_reload: list[Hook] = []  # parts keeping their own copy of config or site
+        self.systemd = systemd.Notifier.from_env()
+        self.polled = False  # a poll went through: the mailbox and the database answered
+        self.signal: int | None = None  # the signal that stopped us, if one did
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()  # one cycle at a time; shutdown waits for it
         self.sent = self.send_failures = 0
@@ -62,13 +84,37 @@ class Daemon:
         self.outage = Outage()  # delivery trouble, reported once
         #: the outage in hand (database or intake), for the log and a health check
         self.fault = FaultState(app.cfg.mailbox.fault_backoff_max)
+        self.watch = Watch()  # what /metrics and /healthz report (maild.runners.metrics)
+        self.push = Push(self)  # the mailbox watch (IDLE) and its own outage
         self._once = False
         self._retry: asyncio.Task[None] | None = None
 
-    def stop(self) -> None:
+    def stop(self, sig: int | None = None) -> None:
         if not self.stopping.is_set():
             log.info("stopping: finishing the message in hand")
+            self.signal = sig
+            self.systemd.stopping()
             self.stopping.set()
+
+    def hup(self) -> None:
+        """SIGHUP: reload the config, directory, processes and templates."""
+        if self.reloader is None:
+            log.warning("SIGHUP: nothing to reload (%s)",
+                        "--once" if self._once else "no config file")
+        elif not self.stopping.is_set():
+            self.reloader.start()
+
+    def _serve_metrics(self, once: bool) -> _Closable:
+        if once or not self.app.cfg.metrics.listen:
+            return _NoServer()
+        # prometheus_client (9 MB) only in a daemon that serves metrics
+        from maild.runners.metrics import serve
+
+        return serve(self, once)
+
+    async def _after_cycle(self) -> None:
+        logs.flush_repeats()
+        await systemd.after_cycle(self)
 
     async def cycle(self, *, intake: bool = True, timers: bool = False,
                     wait: bool = False) -> None:
@@ -89,6 +135,8 @@ class Daemon:
                 await self._timers()
             if not failed:  # else most likely the sender's trouble too: the next cycle sends
                 await self._send()
+            await self.watch.refresh(self.app.clock(), self.app.cfg.mailbox)  # for /metrics
+            await self._after_cycle()
 
     async def _intake(self) -> bool:
         """One poll, the sender sending what it commits; False when the environment failed
@@ -118,6 +166,8 @@ class Daemon:
                 await asyncio.to_thread(app.source.close)
             except Exception as e:  # noqa: BLE001 - e.g. a logout on a dead connection
                 log.debug("closing the mailbox: %s", e)
+        self.polled = True
+        self.watch.polled()
         took = self.fault.cleared()
         if took is not None:
             log.warning("intake resumed after %.0f s, %d failed attempts", *took)
@@ -166,6 +216,7 @@ class Daemon:
             return False
         self.sent += sent
         self.send_failures += failed
+        self.watch.drained(sent)
         return not failed
 
     async def _timers(self) -> None:
@@ -184,22 +235,26 @@ class Daemon:
                 log.exception("digest failed, will retry at the next sweep")
 
     def warn_uncovered_years(self) -> None:
-        """Loudly, at start-up: deadlines in a year without holiday data may be wrong."""
+        """Loudly, at start-up: a year without official holiday data lacks its 调休 days."""
         settings = self.sweeper.calendar.settings
         year = self.app.clock().astimezone(self.sweeper.tz).year
         for y in uncovered_years(settings, (year, year + 1)):
-            log.warning("calendar: no official holiday data for %d; working days fall back to "
-                        "Mon-Fri plus calendar.extra_closed_days/extra_working_days, so "
-                        "deadlines may land on holidays until that year's arrangement is "
-                        "configured or the chinesecalendar package is updated", y)
+            log.warning("%s", uncovered_warning(settings, y))
 
     async def run(self, once: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(sig, self.stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.hup)
+        watchdog = asyncio.create_task(self.systemd.watchdog(self.stopping))
         self._once = once
+        if self.config_path is not None and not once:
+            self.reloader = Reloader(self, self.config_path)
+        http = self._serve_metrics(once)  # [metrics] listen: /metrics and /healthz
         if not await self._open():
+            http.close()
             return  # stopped while waiting for the database
+        self.watch.opened()
         self.warn_uncovered_years()
         try:
             if once:
@@ -214,8 +269,10 @@ class Daemon:
                 await self.app.store.close()
                 self.app.store.journal.close()  # every delivery in it is marked by now
                 await asyncio.to_thread(self.app.intake.close)
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            watchdog.cancel()
+            http.close()
             log.info("exit: %s sent=%d send_failures=%d timers_fired=%d digests=%d",
                      self.app.intake.counters.line(), self.sent, self.send_failures,
                      self.fired, self.digests)
@@ -272,9 +329,11 @@ class Daemon:
                               max_instances=1, coalesce=True,
                               misfire_grace_time=int(d.catch_up_hours * 3600))
         scheduler.start()
+        self.push.start()  # a cycle as soon as mail lands (IMAP IDLE, Maildir new/)
         try:
             await self.stopping.wait()
         finally:
+            await self.push.stop()
             await self._shutdown(scheduler)
 
     async def _shutdown(self, scheduler: AsyncIOScheduler) -> None:

@@ -232,5 +232,6 @@ class FaultState:
 
 
 class FaultExit(SystemExit):
-    """Ends ``maild run --once`` (or a start it cannot make) with status 1 and the fault as
-    the message, for a supervisor or a script to see."""
+    """Ends ``maild run --once`` (or a start it cannot make) with the fault as the message;
+    ``maild.cli.main`` prints it and exits 69 (EX_UNAVAILABLE), for a supervisor or a
+    script to see."""

@@ -31,6 +31,7 @@ from maild.runners.faults import Fault, IntakeFault
 from maild.runners.parser_pool import BatchParse, Parser, Unparsed, release_large_buffers
 from maild.site import Site
 from maild.store import DECIDED, ApplyEnv, Kept, Store
+from maild.store.limits import flush
 from maild.store.models import Message
 
 #: mails decided per transaction
@@ -84,7 +85,7 @@ class Intake:
         self.source = source
         self.store = store
         self.clock = clock
-        self.parser = Parser(self.cfg.mailbox.parse_workers)
+        self.parser = Parser(self.cfg.mailbox.parse_workers, dkim=site.dkim)
         release_large_buffers()  # large mails: their buffers are not kept once freed
         self.counters = Counters()
         #: set after each commit: letters may be waiting in the outbox
@@ -114,6 +115,9 @@ class Intake:
         decided = self.counters.processed
         try:
             await self._poll(should_stop)
+            # notices folded over the hourly limit in this poll go out in one summary each
+            await flush(self.store, self.apply_env(self.clock()),
+                        org_language=self.cfg.organisation.language)
         except IntakeFault:
             raise
         except Exception as e:  # noqa: BLE001 - outside a mail's decision: never the mail's
@@ -263,6 +267,7 @@ class Intake:
             await self.store.finish(row, "duplicate", self.cfg.mailbox.processed_folder,
                                     f"same bytes as message #{dup}")
             self.counters.duplicates += 1
+            decisions.info("uid %s duplicate of message #%d (same bytes)", row.uid, dup)
             return
         mail = await parses.get(i)
         if isinstance(mail, ParseError):
@@ -270,8 +275,20 @@ class Intake:
                                    else f"cannot parse: {mail}")
             self._unexpected_last = False
             return
+        copy_of, collided = await self.store.same_message_id(mail, row.id)
+        if copy_of is not None:  # the same Message-ID from the same sender: a copy
+            await self.store.finish_copy(row, mail, copy_of, self.cfg.mailbox.processed_folder)
+            self.counters.duplicates += 1
+            decisions.info("%s from=%s duplicate of message #%d (same Message-ID and sender)",
+                           mail.message_id, mail.from_.addr, copy_of)
+            return
         try:
             await self._decide(row, mail)
+            if collided:  # another sender's mail had this Message-ID: decided on its own
+                log.warning("%s from=%s: Message-ID already used by message %s from another "
+                            "sender; not taken for a duplicate", mail.message_id,
+                            mail.from_.addr, ", ".join(f"#{i}" for i in collided[:5]))
+                await self.store.note_collision(row, collided)
         except Exception as e:  # noqa: BLE001 - whose fault it is decides what follows
             fault = faults.classify(e)
             if fault.kind == faults.MESSAGE:  # one bad message must not hold up the rest

@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from maild import failpoints
+from maild.mail.auth import DkimPolicy
 from maild.mail.message import ParsedMail
 from maild.mail.parse import ParseError, parse_mail
 
@@ -50,10 +51,11 @@ class Unparsed(ParseError):
     """A message not parsed at all (too large): the text is the whole quarantine reason."""
 
 
-def parse_or_error(raw: bytes) -> Outcome:
-    """The parsed mail, or the ParseError whose text is the quarantine reason."""
+def parse_or_error(raw: bytes, dkim: DkimPolicy | None = None) -> Outcome:
+    """The parsed mail, or the ParseError whose text is the quarantine reason. ``dkim``:
+    check DKIM signatures with these keys (the raw bytes are needed for it)."""
     try:
-        return parse_mail(raw)
+        return parse_mail(raw, dkim)
     except ParseError as e:
         return ParseError(str(e))  # without its traceback: it may cross a process boundary
     except (RecursionError, MemoryError) as e:
@@ -97,20 +99,22 @@ def _ready() -> None:
     """A first task, so that the worker process is spawned before it is needed."""
 
 
-def _parse_chunk(raws: list[bytes]) -> list[Outcome]:
+def _parse_chunk(raws: list[bytes], dkim: DkimPolicy | None = None) -> list[Outcome]:
     """Run in the worker process."""
     out = []
     for raw in raws:
         failpoints.hit_marked("parser", raw)
-        out.append(parse_or_error(raw))
+        out.append(parse_or_error(raw, dkim))
     return out
 
 
 class Parser:
     """Parses batches; owns the worker processes (``workers`` 0: always in-process)."""
 
-    def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH) -> None:
+    def __init__(self, workers: int = 1, min_batch: int = MIN_BATCH,
+                 dkim: DkimPolicy | None = None) -> None:
         self.workers = workers
+        self.dkim = dkim  # how DKIM signatures are checked (None: they are not)
         self.min_batch = max(1, min_batch)
         self._pool: ProcessPoolExecutor | None = None
 
@@ -126,7 +130,8 @@ class Parser:
         if self._pool is None:
             self.start()
             return BatchParse(self, raws, None, None, preset)
-        submitted = self._submit([[list(raws[i:i + CHUNK])] for i in range(0, len(raws), CHUNK)])
+        submitted = self._submit([[list(raws[i:i + CHUNK]), self.dkim]
+                                  for i in range(0, len(raws), CHUNK)])
         if submitted is None:
             return BatchParse(self, raws, None, None, preset)
         pool, futures = submitted
@@ -137,7 +142,7 @@ class Parser:
         pool = self._live_pool()
         try:
             [outcome] = await asyncio.get_running_loop().run_in_executor(
-                pool, _parse_chunk, [raw])
+                pool, _parse_chunk, [raw], self.dkim)
         except BrokenProcessPool as e:
             self._drop(pool)
             return ParseError(f"the parser process died while parsing this message ({e})")
@@ -211,7 +216,7 @@ class BatchParse:
         if i in self._preset:
             return self._preset[i]
         if self._futures is None:
-            return parse_or_error(self._raws[i])
+            return parse_or_error(self._raws[i], self._parser.dkim)
         if not self._broken:
             try:
                 return (await self._futures[i // CHUNK])[i % CHUNK]

@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from maild.classify.rules import Classification, subject_tags
 from maild.engine.effects import Decision, Note, OpenCase
+from maild.mail.auth import DkimPolicy
 from maild.mail.message import ParsedMail
 from maild.mail.parse import ParseError, parse_mail
 from maild.site import Site
@@ -42,14 +43,15 @@ class Redecided:
     folder: str  # where the mailbox copy stays
 
 
-def load_mail(store: Store, row: Message) -> ParsedMail:
-    """The stored mail, parsed; AdminError when its bytes are gone or are not mail."""
+def load_mail(store: Store, row: Message, dkim: DkimPolicy | None = None) -> ParsedMail:
+    """The stored mail, parsed (``dkim``: its signatures checked, as the intake does);
+    AdminError when its bytes are gone or are not mail."""
     try:
         raw = store.raw.get(row.raw_path)
     except OSError as e:
         raise AdminError(f"#{row.id}: the raw mail is not in the raw store: {e}") from e
     try:
-        return parse_mail(raw)
+        return parse_mail(raw, dkim)
     except ParseError as e:
         raise AdminError(f"#{row.id}: cannot parse: {e}") from e
 
@@ -78,7 +80,7 @@ async def reprocess(store: Store, site: Site, row: Message, now: datetime, *,
                     force: bool = False, actor: str | None = None) -> Redecided:
     """``maild reprocess``: decide a quarantined or triaged mail again, as the intake would
     now (after its cause was fixed)."""
-    mail = load_mail(store, row)
+    mail = load_mail(store, row, site.dkim)
     was = f"was {row.state}" + (f": {row.reason}" if row.reason else "")
 
     async def decide(cls: Classification) -> Decision:
@@ -104,7 +106,7 @@ async def open_from_triage(store: Store, site: Site, row: Message, now: datetime
     (its handler's ``reply``, as if it had threaded)."""
     if (process is None) == (case is None):
         raise AdminError("name a process or a case")
-    mail = load_mail(store, row)
+    mail = load_mail(store, row, site.dkim)
     actor = actor or admin_actor()
     async with in_transaction(store.conn):
         await store.lock([row])

@@ -15,10 +15,11 @@ from maild.calendar.durations import WorkingDuration
 from maild.config import Manager
 from maild.engine.effects import SendLetter
 from maild.schedule.digest import Schedule, context, period, week_key
-from maild.schedule.firing import FireContext
+from maild.schedule.firing import FireContext, people_of
 from maild.site import Site
 from maild.store import ApplyEnv, Store
 from maild.store.digest import already_sent, gather, record_and_enqueue
+from maild.store.limits import flush
 from maild.store.timers import SweepCounts, sweep
 
 log = logging.getLogger("maild.timers")
@@ -32,7 +33,8 @@ class Sweeper:
         self.store = store
         self.calendar = site.calendar
         self.tz = ZoneInfo(cfg.calendar.timezone)
-        self.schedule = Schedule.from_config(cfg.digest, cfg.calendar.timezone)
+        self.schedule = Schedule.from_config(cfg.digest, cfg.calendar.timezone,
+                                             site.calendar.is_working_day)
         self.digest_language = cfg.digest.language or cfg.organisation.language
         self.labels = site.labels(self.digest_language)
 
@@ -46,8 +48,12 @@ class Sweeper:
         """Fire every timer due at ``now``; each exactly once across sweepers and restarts."""
         t = self.cfg.timers
         now = now.astimezone(UTC)  # the database compares UTC (SQLite: as text)
-        return await sweep(self.store, self.apply_env(now), self.fire_context(now),
-                           batch=t.batch_size, lease=timedelta(seconds=t.lease_seconds))
+        counts = await sweep(self.store, self.apply_env(now), self.fire_context(now),
+                             batch=t.batch_size, lease=timedelta(seconds=t.lease_seconds))
+        # notices folded over the hourly limit, whose summary is due (maild.store.limits)
+        await flush(self.store, self.apply_env(now), org_language=self.cfg.organisation.language,
+                    prune=True)
+        return counts
 
     # -- the weekly digest ----------------------------------------------------------------
 
@@ -93,7 +99,8 @@ class Sweeper:
         per = period(now, self.tz)
         risk_until = WorkingDuration.parse(d.at_risk_within).after(self.calendar, now)
         data = await gather(self.store, now=now, per=per, risk_until=risk_until,
-                            departments=departments, limit=d.list_limit)
+                            departments=departments, limit=d.list_limit,
+                            people=people_of(self.site.directory, departments))
         return context(data, per=per, now=now, tz=self.tz, language=self.digest_language,
                        org_name=self.cfg.organisation.name, manager_name=manager_name,
                        departments=departments, labels=self.labels, limit=d.list_limit)

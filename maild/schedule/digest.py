@@ -13,7 +13,7 @@ from that day on. Open cases are counted as they are at ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -43,11 +43,31 @@ class Schedule:
     at: time
     tz: ZoneInfo
     catch_up: timedelta
+    #: the digest day is not a working day: "next_working_day", "skip" or "send"
+    on_holiday: str = "send"
+    working_day: Callable[[date], bool] | None = None  # the business calendar's
 
     @classmethod
-    def from_config(cls, d: cfgmod.DigestConfig, timezone: str) -> Schedule:
+    def from_config(cls, d: cfgmod.DigestConfig, timezone: str,
+                    working_day: Callable[[date], bool] | None = None) -> Schedule:
         return cls(WEEKDAYS.index(d.weekday), time.fromisoformat(d.time), ZoneInfo(timezone),
-                   timedelta(hours=d.catch_up_hours))
+                   timedelta(hours=d.catch_up_hours), d.on_holiday, working_day)
+
+    def moved(self, slot: datetime) -> datetime | None:
+        """When the digest of ``slot`` goes out: the same moment on a working day; the next
+        working day at the same time (``next_working_day``), never (``skip``) or anyway
+        (``send``) when ``slot`` falls on a statutory holiday or another day off."""
+        ok = self.working_day
+        if ok is None or self.on_holiday == "send" or ok(slot.date()):
+            return slot
+        if self.on_holiday == "skip":
+            return None
+        day = slot.date()
+        for _ in range(31):  # the longest run of days off is well under a month
+            day += timedelta(days=1)
+            if ok(day):
+                return datetime.combine(day, self.at, tzinfo=self.tz)
+        return None
 
     def last_slot(self, now: datetime) -> datetime:
         """The latest scheduled moment at or before ``now``."""
@@ -59,7 +79,10 @@ class Schedule:
     def due_week(self, now: datetime) -> str | None:
         """The week whose digest is due at ``now`` (within the catch-up window), or None."""
         slot = self.last_slot(now)
-        return week_key(slot) if now - slot < self.catch_up else None
+        sent = self.moved(slot)
+        if sent is None or sent > now:
+            return None
+        return week_key(slot) if now - sent < self.catch_up else None
 
 
 def week_key(moment: datetime) -> str:
@@ -139,6 +162,22 @@ class DigestData:
     delays: Sequence[Deadline] = ()
     opened_by_day: Sequence[int] = (0,) * 7
     closed_by_day: Sequence[int] = (0,) * 7
+    bounces_count: int = 0
+    bounces: Sequence[Bounce] = ()
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """A letter that did not reach its recipient: a delivery report marked the address on
+    its case (``bounced``), the sender gave the letter up (``failed``), or it is held
+    because the address bounced before (``held``)."""
+
+    number: str  # "" for a letter of no case
+    subject: str
+    addr: str
+    kind: str  # bounced / failed / held
+    status: str  # the DSN status (5.1.1) or the server's answer, shortened
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -147,6 +186,7 @@ class Labels:
 
     processes: Mapping[str, str] = field(default_factory=dict)
     steps: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    chases: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (process, what)
 
     def process(self, name: str, language: str) -> str:
         return self.processes.get(name) or _PROCESS_LABELS["zh" if language == "zh" else "en"
@@ -154,6 +194,10 @@ class Labels:
 
     def step(self, process: str, step: str) -> str:
         return self.steps.get((process, step), step)
+
+    def chase(self, process: str, what: str) -> str:
+        """What a chased supplier owes (``quote`` -> 报价及资质文件); other text as it is."""
+        return self.chases.get((process, what), what)
 
 
 # -- the letter's context ------------------------------------------------------------------
@@ -193,10 +237,13 @@ def context(data: DigestData, *, per: Period, now: datetime, tz: ZoneInfo, langu
         "at_risk_more": max(0, data.at_risk_count - min(limit, len(data.at_risk))),
         "milestones": [_dated(m, language) for m in data.milestones[:limit]],
         "milestones_more": max(0, data.milestones_count - min(limit, len(data.milestones))),
-        "actions": [_dated(a, language) for a in data.actions[:limit]],
+        "actions": [{**_dated(a, language), "overdue": a.day[:10] < per.today.isoformat()}
+                    for a in data.actions[:limit]],
         "actions_more": max(0, data.actions_count - min(limit, len(data.actions))),
         "delays": [_deadline(d, now, tz, labels, language) for d in data.delays[:limit]],
         "delays_more": max(0, data.delays_count - min(limit, len(data.delays))),
+        "bounces": [_bounce(b, tz, language) for b in data.bounces[:limit]],
+        "bounces_more": max(0, data.bounces_count - min(limit, len(data.bounces))),
     }
 
 
@@ -262,10 +309,22 @@ def _deadline(d: Deadline, now: datetime, tz: ZoneInfo, labels: Labels,
         status = _DUE[lang][0 if d.due_at <= now else 1]
     return {"number": d.number, "subject": d.subject,
             "process": labels.process(d.process, language),
-            "step": d.what if d.kind == "chase" and d.what else labels.step(d.process, d.step),
+            "step": (labels.chase(d.process, d.what) if d.kind == "chase" and d.what
+                     else labels.step(d.process, d.step)),
             "department": d.department, "owner": d.owner, "urgent": d.urgent,
             "deadline": deadline.astimezone(tz).strftime("%m-%d %H:%M"),
             "level": d.level, "status": status}
+
+
+_BOUNCE_KINDS = {"zh": {"bounced": "退信", "failed": "投递失败，已放弃", "held": "暂停发送"},
+                 "en": {"bounced": "bounced", "failed": "given up", "held": "held"}}
+
+
+def _bounce(b: Bounce, tz: ZoneInfo, language: str) -> dict[str, Any]:
+    kinds = _BOUNCE_KINDS["zh" if language == "zh" else "en"]
+    return {"number": b.number or "-", "subject": b.subject, "address": b.addr,
+            "status": f"{kinds.get(b.kind, b.kind)} {b.status}".strip(),
+            "when": b.at.astimezone(tz).strftime("%m-%d %H:%M")}
 
 
 def _dated(x: Dated, language: str) -> dict[str, Any]:

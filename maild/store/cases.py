@@ -7,9 +7,9 @@ reads the case and its timers, draws the next number of a sequence, and writes t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from tortoise import Tortoise
@@ -40,9 +40,13 @@ from maild.engine.effects import (
     UpdateCase,
 )
 from maild.mail.message import ParsedMail
+from maild.mail.tokens import make_message_id
 from maild.site import Site
 from maild.store.attachments import ContentStore, keep
+from maild.store.letter_files import letter_files, with_case_files
+from maild.store.limits import Budget, no_staff, staff_test
 from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
+from maild.store.notices import told_lately
 
 #: timer states a decision may still change (a fired one only by a keyed cancel)
 _CHANGEABLE = ("pending", "paused", "fired")
@@ -62,6 +66,11 @@ class ApplyEnv:
     replies_per_hour: int
     calendar: BusinessCalendar  # pauses and resumes deadlines
     max_attachment_bytes: int
+    # notices to one staff address per hour before they are folded (maild.store.limits)
+    notices_per_hour: int = 0
+    is_staff: Callable[[str], bool] = no_staff
+    secret: bytes = b""  # the reply-token key (b"": plain Message-IDs)
+    max_letter_bytes: int = 10 * 1024 * 1024  # files one letter carries (letter_files)
 
     @classmethod
     def for_site(cls, site: Site, now: datetime) -> ApplyEnv:
@@ -74,7 +83,10 @@ class ApplyEnv:
                    letters=site.letters, from_addr=org.address, org_name=org.name,
                    msgid_domain=org.msgid_domain,
                    replies_per_hour=cfg.limits.replies_per_sender_per_hour,
-                   calendar=site.calendar, max_attachment_bytes=cfg.limits.max_attachment_bytes)
+                   calendar=site.calendar, max_attachment_bytes=cfg.limits.max_attachment_bytes,
+                   notices_per_hour=cfg.limits.notices_per_staff_per_hour,
+                   is_staff=staff_test(site), secret=site.secret,
+                   max_letter_bytes=cfg.limits.max_letter_attachment_bytes)
 
 
 class Cases:
@@ -159,74 +171,79 @@ class Cases:
         if letter.letter == BOUNCE_LETTER and letter.context.get("outbox_id", 0) is None:
             letter = await _bounced_letter(letter, env)
         refs = [*mail.references[-8:], mail.message_id] if mail.message_id else []
+        if await told_lately(letter, case, env):  # a notice once an hour
+            return
         await self.enqueue(letter, case, env, in_reply_to=mail.message_id or None,
                            references=refs)
 
     async def enqueue(self, letter: SendLetter, case: Case | None, env: ApplyEnv, *,
                       in_reply_to: str | None = None, references: Sequence[str] = ()
                       ) -> str | None:
-        """Render, compose and queue a letter in the caller's transaction; its Message-ID."""
+        """Render, compose and queue a letter in the caller's transaction; its Message-ID.
+        Recipients over their hourly limit are left out (``maild.store.limits``)."""
         rcpt = [a for a in (*letter.to, *letter.cc) if a]
+        letter = await with_case_files(letter, case)
         if not rcpt:
             return None
-        if letter.automatic and await self._over_limit(rcpt[0], env):
-            if case is not None:
-                await TimelineEntry.create(
-                    case=case, at=env.now, kind="rate_limited", actor="maild",
-                    message_id=None, text=f"automatic {letter.letter} to {rcpt[0]} suppressed: "
-                    f"more than {env.replies_per_hour} automatic replies in an hour")
-            return None
-        rows = self.letter_rows(letter, case, env, in_reply_to=in_reply_to,
-                                references=references)
+        budget = await self._over_limit(rcpt, env)
+        rows = budget.letter_rows(self, letter, case, in_reply_to=in_reply_to,
+                                  references=references)
         for row in rows:
             await row.save()
-        return rows[0].message_id
+        await budget.save()
+        return rows[0].message_id if rows else None
 
     def letter_rows(self, letter: SendLetter, case: Case | None, env: ApplyEnv, *,
                     in_reply_to: str | None = None, references: Sequence[str] = ()
                     ) -> list[Outbox | Message | TimelineEntry]:
         """A letter rendered and composed into its unsaved outbox, message and timeline rows,
-        for writers that insert many at once (the timer sweep). No rate limit here."""
-        rcpt = [a for a in (*letter.to, *letter.cc) if a]
-        context = {**letter.context, "number": case.number if case else ""}
-        rendered = env.letters.render(letter.letter, letter.language, context)
-        mid = new_message_id(env.msgid_domain)
-        raw = compose(rendered, message_id=mid, from_addr=env.from_addr, from_name=env.org_name,
-                      to=letter.to, cc=letter.cc, case_number=case.number if case else None,
-                      in_reply_to=in_reply_to, references=references, now=env.now)
-        bounced = held(case, rcpt)
-        rows: list[Outbox | Message | TimelineEntry] = [
-            Outbox(case=case, message_id=mid, letter=letter.letter, mail_from=env.from_addr,
-                   rcpt=rcpt, rcpt_key=rcpt[0], automatic=letter.automatic, body=raw,
-                   state="held" if bounced else "pending", next_attempt_at=env.now,
-                   created_at=env.now),
-            Message(direction="out", message_id=mid, case=case, state="queued",
-                    sender=env.from_addr,
-                    subject=letter_subject(rendered, case.number if case else None),
-                    raw_size=len(raw), at=env.now)]
-        if case is not None:
-            rows.append(TimelineEntry(case=case, at=env.now, kind="letter", actor="maild",
-                                      message_id=mid,
-                                      text=f"{letter.letter} → {', '.join(rcpt)}"))
-        if case is not None and bounced:
-            rows.append(TimelineEntry(
-                case=case, at=env.now, kind="held", actor="maild", message_id=mid,
-                text=f"{letter.letter} → {', '.join(rcpt)} held: the address bounced "
-                     f"({'; '.join(bounced)}); `maild outbox retry` sends it"))
-        return rows
+        for writers that insert many at once (the timer sweep). No rate limit here.
 
-    async def _over_limit(self, addr: str, env: ApplyEnv) -> bool:
-        if env.replies_per_hour <= 0:
-            return False
-        since = Outbox._meta.fields_map["created_at"].to_db_value(
-            env.now - timedelta(hours=1), Outbox)
-        # written out rather than built by the query builder: this runs for every
-        # automatic letter, and building the query cost several times running it
-        a, b, c = ("?", "?", "?") if self.conn == "sqlite" else ("$1", "$2", "$3")
-        rows = await Tortoise.get_connection(self.conn).execute_query_dict(
-            f'SELECT COUNT(*) AS n FROM "outbox" WHERE "rcpt_key" = {a} AND "automatic" = {b} '
-            f'AND "created_at" >= {c}', [addr, True, since])
-        return int(rows[0]["n"]) >= env.replies_per_hour
+        One copy per recipient (the same To and Cc headers), each with its own Message-ID:
+        the ID carries a reply token for that recipient (``maild.mail.tokens``), so a reply
+        proves who answers. One timeline entry for the letter."""
+        rcpt = list(dict.fromkeys(a for a in (*letter.to, *letter.cc) if a))
+        number = case.number if case else ""
+        context = {**letter.context, "number": number}
+        rendered = env.letters.render(letter.letter, letter.language, context)
+        rendered, files, remark = letter_files(self.files, letter, rendered,
+                                               env.max_letter_bytes)
+        subject = letter_subject(rendered, case.number if case else None)
+        rows: list[Outbox | Message | TimelineEntry] = []
+        notes: list[TimelineEntry] = []
+        first = ""
+        for addr in rcpt:
+            mid = (make_message_id(env.secret, number, addr, env.msgid_domain) if env.secret
+                   else new_message_id(env.msgid_domain))
+            first = first or mid
+            raw = compose(rendered, message_id=mid, from_addr=env.from_addr,
+                          from_name=env.org_name, to=letter.to, cc=letter.cc,
+                          case_number=case.number if case else None, in_reply_to=in_reply_to,
+                          references=references, now=env.now, files=files)
+            bounced = held(case, [addr])
+            rows += [
+                Outbox(case=case, message_id=mid, letter=letter.letter,
+                       mail_from=env.from_addr, rcpt=[addr], rcpt_key=addr,
+                       automatic=letter.automatic, body=raw,
+                       state="held" if bounced else "pending", next_attempt_at=env.now,
+                       created_at=env.now),
+                Message(direction="out", message_id=mid, case=case, state="queued",
+                        sender=env.from_addr, subject=subject, raw_size=len(raw), at=env.now)]
+            if case is not None and bounced:
+                notes.append(TimelineEntry(
+                    case=case, at=env.now, kind="held", actor="maild", message_id=mid,
+                    text=f"{letter.letter} → {addr} held: the address bounced "
+                         f"({'; '.join(bounced)}); `maild outbox retry` sends it"))
+        if case is not None and rcpt:
+            rows.append(TimelineEntry(case=case, at=env.now, kind="letter", actor="maild",
+                                      message_id=first,
+                                      text=f"{letter.letter} → {', '.join(rcpt)}"
+                                      + (f" ({remark})" if remark else "")))
+        return rows + notes
+
+    async def _over_limit(self, rcpt: Sequence[str], env: ApplyEnv) -> Budget:
+        """The last hour's letters to these recipients: what the limits still allow."""
+        return await Budget.load(self.conn, rcpt, env)
 
 
 def held(case: Case | None, rcpt: Sequence[str]) -> list[str]:

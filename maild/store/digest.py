@@ -22,7 +22,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from maild.engine.effects import SendLetter
-from maild.schedule.digest import Dated, Deadline, DigestData, Period
+from maild.schedule.digest import Bounce, Dated, Deadline, DigestData, Period
 from maild.store.models import DigestSent
 
 if TYPE_CHECKING:
@@ -36,10 +36,12 @@ OPEN = "c.status IN ('open', 'waiting')"
 class _Query:
     """SQL text portable between SQLite and PostgreSQL: placeholders, times, JSON fields."""
 
-    def __init__(self, store: Store, departments: Sequence[str]) -> None:
+    def __init__(self, store: Store, departments: Sequence[str],
+                 people: Sequence[str] = ()) -> None:
         self.conn = Tortoise.get_connection(store.conn)
         self.pg = store.conn != "sqlite"
         self.departments = list(departments)
+        self.people = [p.lower() for p in people]
 
     def at(self, dt: datetime) -> Any:
         # SQLite keeps tortoise's UTC text ("2026-12-01 02:00:00+00:00"): compare as text
@@ -52,7 +54,14 @@ class _Query:
         if not self.departments:
             return "", []
         marks = ", ".join("?" for _ in self.departments)
-        return f" AND c.department IN ({marks})", list(self.departments)
+        if not self.people:
+            return f" AND c.department IN ({marks})", list(self.departments)
+        # customer and supplier cases belong to their contact's (buyer's, account
+        # manager's) department: maild.schedule.firing.owner_department
+        who = ", ".join("?" for _ in self.people)
+        return (f" AND (c.department IN ({marks}) OR c.process <> 'internal' AND "
+                f"{self.json('c.data', 'contact')} IN ({who}))",
+                [*self.departments, *self.people])
 
     async def rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         if self.pg:
@@ -85,9 +94,11 @@ def _owner(data: dict[str, Any]) -> str:
 
 
 async def gather(store: Store, *, now: datetime, per: Period, risk_until: datetime,
-                 departments: Sequence[str] = (), limit: int = 10) -> DigestData:
-    """The digest's numbers for a scope of departments (empty: all), at ``now``."""
-    q = _Query(store, departments)
+                 departments: Sequence[str] = (), limit: int = 10,
+                 people: Sequence[str] = ()) -> DigestData:
+    """The digest's numbers for a scope of departments (empty: all), at ``now``; ``people``
+    (the departments' heads and members) scope customer and supplier cases by contact."""
+    q = _Query(store, departments, people)
     scope, sp = q.scope()
     open_rows = await q.rows(
         f"SELECT c.process, c.step, c.status, COUNT(*) AS n FROM cases c WHERE {OPEN}{scope} "
@@ -110,11 +121,13 @@ async def gather(store: Store, *, now: datetime, per: Period, risk_until: dateti
                                             "t.level DESC, t.due_at", limit)
     first, after = per.coming
     ms_n, milestones = await _dated(q, "milestone", "date", "title", first, after, limit)
-    act_n, actions = await _dated(q, "action_reminder", "due", "action", first, after, limit)
+    # action items stay listed until done (#done cancels their timer), overdue ones first
+    act_n, actions = await _dated(q, "action_reminder", "due", "action", None, after, limit)
+    bounces_n, bounces = await _bounces(q, per, limit)
     return DigestData(
         by_step, overdue_n, overdue_rows, risk_n, risk_rows, ms_n, milestones, act_n, actions,
         delays_n, delay_rows, await _per_day(q, "opened_at", per),
-        await _per_day(q, "closed_at", per))
+        await _per_day(q, "closed_at", per), bounces_count=bounces_n, bounces=bounces)
 
 
 async def _deadlines(q: _Query, where: str, params: list[Any], order: str,
@@ -128,19 +141,22 @@ async def _deadlines(q: _Query, where: str, params: list[Any], order: str,
     for r in rows:
         data = _data(r["data"])
         out.append(Deadline(
-            r["number"], r["subject"], r["process"], r["step"], r["department"] or "",
+            r["number"], r["subject"], r["process"], r["step"],
+            r["department"] or str(data.get("department") or ""),  # the owner's, external
             _dt(r["due_at"]), int(r["level"]), bool(r["urgent"]), _owner(data), r["kind"],
             str(data.get("what") or ""), str(data.get("deadline") or "")))
     return (int(rows[0]["total"]) if rows else 0), out
 
 
-async def _dated(q: _Query, kind: str, key: str, title: str, first: date, after: date,
+async def _dated(q: _Query, kind: str, key: str, title: str, first: date | None, after: date,
                  limit: int) -> tuple[int, list[Dated]]:
     scope, sp = q.scope()
     day = q.json("t.data", key)
+    since = f"AND {day} >= ? " if first is not None else ""
     where = (f"FROM timers t JOIN cases c ON c.id = t.case_id WHERE {OPEN}{scope} "
-             f"AND t.kind = ? AND t.state IN ('pending', 'fired') AND {day} >= ? AND {day} < ?")
-    params = [*sp, kind, first.isoformat(), after.isoformat()]
+             f"AND t.kind = ? AND t.state IN ('pending', 'fired') {since}AND {day} < ?")
+    params = [*sp, kind, *([first.isoformat()] if first is not None else []),
+              after.isoformat()]
     rows = await q.rows(f"SELECT c.number, c.subject, t.key, t.data, COUNT(*) OVER () AS total "
                         f"{where} ORDER BY {day}, c.number LIMIT {int(limit)}", params)
     out = []
@@ -164,6 +180,46 @@ async def _per_day(q: _Query, column: str, per: Period) -> list[int]:
                          f"AND c.{column} < ?{scope}",
                          [*params, q.at(per.start), q.at(per.end), *sp])
     return [int(row[f"d{i}"] or 0) for i in range(7)]
+
+
+async def _bounces(q: _Query, per: Period, limit: int) -> tuple[int, list[Bounce]]:
+    """Letters that did not arrive, newest first: addresses a delivery report marked on open
+    cases (or cases closed in the period) during the period, letters given up in the period,
+    and letters held because their address bounced (until someone retries or cancels them).
+    Each query reads an index (``cases`` by status or ``closed_at``, ``outbox`` by state)."""
+    scope, sp = q.scope()
+    out: list[Bounce] = []
+    marked = await q.rows(
+        f"SELECT c.number, c.subject, c.data FROM cases c WHERE ({OPEN} OR c.closed_at >= ?)"
+        f"{scope} AND {q.json('c.data', 'bounced')} IS NOT NULL", [q.at(per.start), *sp])
+    for r in marked:
+        for addr, b in (_data(r["data"]).get("bounced") or {}).items():
+            try:
+                at = _dt(b.get("at"))
+            except (TypeError, ValueError):
+                continue
+            if at >= per.start:  # the period and today until the digest is made
+                out.append(Bounce(r["number"], r["subject"], str(addr), "bounced",
+                                  str(b.get("status") or ""), at))
+    total = len(out)
+    out.sort(key=lambda b: b.at, reverse=True)
+    out = out[:limit]
+    for state, when, since in (("failed", "next_attempt_at", per.start), ("held", "created_at",
+                                                                          None)):
+        cond = f" AND o.{when} >= ?" if since is not None else ""
+        rows = await q.rows(
+            f"SELECT c.number, c.subject, o.rcpt, o.last_error, o.{when} AS at, "
+            f"COUNT(*) OVER () AS total FROM outbox o LEFT JOIN cases c ON c.id = o.case_id "
+            f"WHERE o.state = ?{cond}{scope} ORDER BY o.{when} DESC LIMIT {int(limit)}",
+            [state, *([q.at(since)] if since is not None else []), *sp])
+        total += int(rows[0]["total"]) if rows else 0
+        for r in rows:
+            rcpt = r["rcpt"] if isinstance(r["rcpt"], list) else json.loads(r["rcpt"] or "[]")
+            error = " ".join(str(r["last_error"] or "").split())
+            out.append(Bounce(r["number"] or "", r["subject"] or "", ", ".join(rcpt), state,
+                              error[:80] + ("…" if len(error) > 80 else ""), _dt(r["at"])))
+    out.sort(key=lambda b: b.at, reverse=True)
+    return total, out[:limit]
 
 
 # -- sending ----------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import cast
 
 from maild.adapters.sources.base import Fetched
+from maild.mail.message import ParsedMail
 from maild.store.attachments import ContentStore
-from maild.store.models import Checkpoint, Message
+from maild.store.models import MESSAGE_ID_MAX, Checkpoint, Message, TimelineEntry
 
 #: inbound states that count as handled: a later copy of the same bytes is a duplicate.
 #: Not "quarantined": a quarantined mail that someone moves back to the inbox (after fixing
@@ -82,6 +83,51 @@ class Inbox:
                                                  "sha256", "id"):
             found.setdefault(sha, int(mid))
         return found
+
+    async def same_message_id(self, mail: ParsedMail, row_id: int | None = None
+                              ) -> tuple[int | None, list[int]]:
+        """Inbound mail decided before with ``mail``'s Message-ID: the first one from the same
+        From address (``mail`` is a copy of it: a relay added a header, a mailbox delivered it
+        twice) or None, and the ones from other senders (a collision: someone reused the id;
+        ``mail`` is decided on its own, so a forger cannot suppress a genuine mail).
+
+        Reads the ``messages.message_id`` index; rows decided earlier in the caller's
+        transaction count too; ``row_id`` (the mail's own row) does not."""
+        if not mail.message_id or not mail.from_.addr or len(mail.message_id) > MESSAGE_ID_MAX:
+            return None, []  # an id too long to be stored is never anyone's but this mail's
+        sender = mail.from_.addr[:320].lower()
+        same: int | None = None
+        others: list[int] = []
+        for mid, addr in await Message.filter(
+                direction="in", message_id=mail.message_id, state__in=DECIDED,
+                id__not=row_id or 0).order_by("id").values_list("id", "sender"):
+            if str(addr).lower() == sender:
+                same = int(mid) if same is None else same
+            else:
+                others.append(int(mid))
+        return same, others
+
+    async def finish_copy(self, row: Message, mail: ParsedMail, first: int,
+                          folder: str) -> None:
+        """Record ``row`` as a duplicate of message ``first`` by Message-ID and sender."""
+        row.state, row.route = "duplicate", folder
+        row.message_id, row.sender = mail.message_id, mail.from_.addr[:320]
+        row.reason = f"same Message-ID and sender as message #{first}"
+        await row.save(update_fields=["state", "route", "reason", "message_id", "sender"])
+
+    async def note_collision(self, row: Message, others: Sequence[int]) -> None:
+        """A decided mail whose Message-ID other senders' mail already used: said on its row
+        and on its case's timeline."""
+        ids = ", ".join(f"#{i}" for i in others[:5])
+        row.reason = (f"Message-ID also used by message {ids} from another sender: "
+                      "decided on its own")
+        await row.save(update_fields=["reason"])
+        case_id = row.case_id  # type: ignore[attr-defined]
+        if case_id is not None:
+            await TimelineEntry.create(
+                case_id=case_id, at=row.at, kind="msgid_collision", actor=row.sender or "?",
+                message_id=row.message_id or None,
+                text=f"Message-ID 与另一发件人的邮件（{ids}）相同：未视为重复，照常处理")
 
     async def lock(self, rows: Sequence[Message]) -> None:
         """Lock the rows until the caller's transaction ends and refresh their state.

@@ -181,3 +181,28 @@ class Counter(Model):
 
     class Meta:
         table = "counters"
+
+
+class LetterCount(Model):
+    """One recipient of one letter maild wrote or held back, for the hourly limits.
+
+    ``state``: ``sent`` (queued), ``dropped`` (an automatic reply over the limit),
+    ``folded`` (a staff notice over the limit, waiting for its summary) or ``summarised``
+    (in the summary letter ``summary_id``). ``maild.store.limits`` reads and writes it.
+    """
+
+    id = fields.IntField(primary_key=True)
+    addr = fields.CharField(320)  # lower case
+    at = fields.DatetimeField()
+    state = fields.CharField(16)
+    letter = fields.CharField(64)
+    automatic = fields.BooleanField(default=False)
+    number = fields.CharField(64, default="")  # the case, if any
+    subject = fields.TextField(default="")  # the case's subject, shortened
+    language = fields.CharField(8, default="zh")
+    summary_id = fields.CharField(MESSAGE_ID_MAX, null=True)
+
+    class Meta:
+        table = "letter_counts"
+        # the hour's count per address, the folded notices waiting for a summary, pruning
+        indexes = (("addr", "at"), ("state", "addr"), ("at",))

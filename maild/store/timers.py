@@ -40,6 +40,7 @@ from maild.schedule.firing import (
     fire,
 )
 from maild.store.cases import set_timer, view
+from maild.store.limits import Budget
 from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 
 if TYPE_CHECKING:
@@ -172,6 +173,9 @@ async def apply_firings(store: Store, env: ApplyEnv, token: str,
     changed: list[Timer] = []
     notes: list[TimelineEntry] = []
     letters: list[Outbox | Message | TimelineEntry] = []
+    # the recipients' hourly limits, read once for the batch (maild.store.limits)
+    budget = await Budget.load(store.conn, [a for t, _, f in work if t.id in owned
+                                            for x in f.letters for a in (*x.to, *x.cc)], env)
     for t, case, firing in work:
         if t.id not in owned:
             continue
@@ -189,7 +193,7 @@ async def apply_firings(store: Store, env: ApplyEnv, token: str,
             if letter.automatic:  # replies count against the sender's limit: the slow path
                 await store.enqueue(letter, case, env, **kw)
             elif letter.to or letter.cc:
-                letters += store.letter_rows(letter, case, env, **kw)
+                letters += budget.letter_rows(store, letter, case, **kw)
     if changed:
         await Timer.bulk_update(changed, fields=list(_CHANGED), batch_size=500)
     if notes:
@@ -202,6 +206,7 @@ async def apply_firings(store: Store, env: ApplyEnv, token: str,
         await Message.bulk_create(messages, batch_size=500)
     if entries:
         await TimelineEntry.bulk_create(entries, batch_size=500)
+    await budget.save()
     return [t.id in owned for t, _, _ in work]
 
 

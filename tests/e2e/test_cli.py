@@ -4,6 +4,8 @@ upgrade, demo, --version, systemd; and its table printer."""
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import importlib
 import json
 import shutil
@@ -46,7 +48,7 @@ def test_config_errors_name_file_key_and_line(tmp_path: Path) -> None:
     cfg.write_text('[organisation]\nname = "x"\n\n[mailbox]\nurl = "pop3://host"\n'
                    'batch_sise = 10\n', encoding="utf-8")
     p = maild("config", "check", "-c", str(cfg))
-    assert p.returncode == 1
+    assert p.returncode == 78
     assert f"{cfg}:5: mailbox.url: Value error, must start with imap://" in p.stderr
     assert f"{cfg}:6: mailbox.batch_sise: unknown key" in p.stderr
 
@@ -58,7 +60,7 @@ def test_config_check_catches_a_broken_template(tmp_path: Path) -> None:
     cfg = tmp_path / "maild.toml"
     cfg.write_text(f'[letters]\ntemplates = "{tpl}"\n', encoding="utf-8")
     p = maild("config", "check", "-c", str(cfg))
-    assert p.returncode == 1
+    assert p.returncode == 78
     assert "ack.zh" in p.stderr and "subjekt" in p.stderr
 
 
@@ -99,8 +101,13 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
         assert number in out
     assert "robot" in out and "case 2026-客-001" in out
     # cycle 1: three acknowledgements and three notices to the people in charge, and the
-    # request for the internal form's missing fields; then the cases move on by replies
-    assert len(list((tmp_path / "demo" / "var" / "sent" / "new").iterdir())) == 18
+    # request for the internal form's missing fields; then the cases move on by replies:
+    # 18 letters in all, written as one copy per recipient (each with its own reply token)
+    copies = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+              for f in (tmp_path / "demo" / "var" / "sent" / "new").iterdir()]
+    assert len(copies) == 26 and len({str(m["Message-ID"]) for m in copies}) == 26
+    # every copy of a letter has the same To and Cc: 17 kinds (two reply notices look alike)
+    assert len({(str(m["Subject"]), str(m["To"]), str(m["Cc"])) for m in copies}) == 17
     listed = json.loads(maild("cases", "list", "-c", str(tmp_path / "demo" / "maild.toml"),
                               "--json").stdout)
     assert [c["number"] for c in listed] == ["2026-客-001", "2026-供-001", "2026-技-001",
@@ -143,10 +150,11 @@ def test_every_sub_command_has_a_handler() -> None:
     are imported only when their command runs, so a typo would otherwise show late)."""
     found = dict(_sub_commands(_parser()))
     assert sorted(found) == [
-        "backup", "cases assign", "cases close", "cases export", "cases list", "cases note",
-        "cases reopen", "cases show", "config check", "db upgrade", "demo", "digest", "explain",
+        "backup", "calendar show", "cases assign", "cases close", "cases export",
+        "cases list", "cases note", "cases reopen", "cases show", "config check", "db upgrade",
+        "demo", "digest", "explain",
         "init", "outbox cancel", "outbox list", "outbox retry", "reprocess", "run",
-        "triage list", "triage open", "triage show"]
+        "status", "triage list", "triage open", "triage show"]
     for words, parser in found.items():
         module, _, name = parser.get_default("func").__qualname__.partition(":")
         assert callable(getattr(importlib.import_module(module), name)), words
@@ -174,8 +182,9 @@ def test_run_refuses_an_unmigrated_database_until_db_upgrade(tmp_path: Path) -> 
     cfg = _site_with_database(tmp_path, SCHEMA_0_1_0.read_text(encoding="utf-8"))
     now = ("--now", "2026-12-07T09:00+08:00")
     p = maild("run", "-c", str(cfg), "--once", *now)
-    assert p.returncode == 1
-    assert p.stderr.startswith("maild: ") and "maild db upgrade" in p.stderr
+    assert p.returncode == 78
+    last = p.stderr.splitlines()[-1]  # after the start-up line
+    assert last.startswith("maild: ") and "maild db upgrade" in last
     assert "Traceback" not in p.stderr
     p = maild("db", "upgrade", "-c", str(cfg))
     assert p.returncode == 0, p.stderr
@@ -188,7 +197,7 @@ def test_run_refuses_an_unmigrated_database_until_db_upgrade(tmp_path: Path) -> 
 def test_db_upgrade_refuses_tables_that_are_not_maild_s(tmp_path: Path) -> None:
     cfg = _site_with_database(tmp_path, "CREATE TABLE cases (id INTEGER);")
     p = maild("db", "upgrade", "-c", str(cfg))
-    assert (p.returncode, p.stdout) == (1, "")
+    assert (p.returncode, p.stdout) == (78, "")
     assert p.stderr.startswith("maild: ") and "table cases lacks columns" in p.stderr
     assert "Traceback" not in p.stderr
 

@@ -36,18 +36,31 @@ class Site(Deployment):
             self.dovecot.append(raw)
 
     def cycle(self) -> list[tuple[str, list[str]]]:
-        """One ``maild run --once``; the letters it sent: (letter, recipients)."""
+        """One ``maild run --once``; the letters it sent: (letter, recipients). A letter
+        goes out as one copy per recipient, written together (same letter, moment, To and
+        Cc): the copies are one letter here."""
         self.run("run", "-c", str(self.config), "--once", "--now", NOW)
-        rows = self.db("select letter, rcpt, state from outbox order by id")
+        rows = self.db("select letter, rcpt, state, created_at, body from outbox order by id")
         new, self.seen = rows[self.seen:], len(rows)
-        assert all(state == "sent" for _, _, state in new), new
-        return [(str(letter), sorted(eval_json(rcpt))) for letter, rcpt, _ in new]
+        assert all(state == "sent" for _, _, state, _, _ in new), new
+        out: list[tuple[str, list[str]]] = []
+        last: tuple[object, ...] | None = None
+        for letter, rcpt, _, at, body in new:
+            head = email.message_from_bytes(bytes(body))  # type: ignore[arg-type]
+            key = (letter, at, head["To"], head["Cc"])
+            if key == last:
+                out[-1] = (str(letter), sorted([*out[-1][1], *eval_json(rcpt)]))
+            else:
+                out.append((str(letter), sorted(eval_json(rcpt))))
+            last = key
+        return out
 
     def letter(self, kind_subject: str, to: str) -> EmailMessage:
-        """The latest letter to ``to`` whose subject contains ``kind_subject``."""
-        for m in reversed(self.letters()):
-            rcpt = f"{m['To']},{m.get('Cc', '')}"
-            if to in rcpt and kind_subject in str(m["Subject"]):
+        """The latest letter to ``to`` whose subject contains ``kind_subject``: the copy
+        sent to ``to`` (its Message-ID carries the reply token made for ``to``)."""
+        for received in reversed(self.sink.messages):
+            m = email.message_from_bytes(received.raw, policy=email.policy.default)
+            if to in received.rcpt_tos and kind_subject in str(m["Subject"]):
                 return m  # type: ignore[return-value]
         raise AssertionError(f"no letter {kind_subject!r} to {to}")
 

@@ -45,7 +45,9 @@ async def test_close_reopen_note_follow_the_status_as_mail_does(store: Store,
     d = Deciding(store, tmp_path)
     _, number = await d.feed(mail("li@corp.example.test", "[跨部门] 讲解支持", REQUEST))
     assert number == "2026-市-001"
-    assert await Timer.filter(case__number=number, state="pending").count() == 1
+    # the step's deadline and its early warning
+    assert sorted(await Timer.filter(case__number=number, state="pending").values_list(
+        "kind", flat=True)) == ["deadline", "warning"]
 
     done = await case_action(store, d.site, number, "close", "重复的请求", LATER, "alice")
     assert (done.status, done.letters) == ("closed", ("case_closed",))
@@ -53,7 +55,12 @@ async def test_close_reopen_note_follow_the_status_as_mail_does(store: Store,
     assert case.status == "closed" and case.closed_at is not None and case.due_at is None
     assert await Timer.filter(case=case, state="pending").count() == 0
     assert await _admin("admin", number) == [("alice", "closed by the administrator: 重复的请求")]
-    assert await Outbox.filter(case=case, letter="case_closed").count() == 1
+    # one letter, as one copy per recipient (each copy's Message-ID carries its reply token)
+    copies = await Outbox.filter(case=case, letter="case_closed")
+    assert all(len(c.rcpt) == 1 for c in copies)
+    assert len({c.rcpt[0] for c in copies}) == len(copies) >= 1
+    assert await TimelineEntry.filter(case=case, kind="letter",
+                                      text__startswith="case_closed").count() == 1
 
     with pytest.raises(AdminError, match="reopen it first"):
         await case_action(store, d.site, number, "close", "", LATER, "alice")
@@ -63,8 +70,9 @@ async def test_close_reopen_note_follow_the_status_as_mail_does(store: Store,
     assert reopened.status == "open"
     case = await Case.get(number=number)
     assert case.closed_at is None and case.due_at is not None  # the step's deadline again
-    [timer] = await Timer.filter(case=case, state="pending")
-    assert timer.kind == "deadline" and timer.due_at == case.due_at
+    [timer] = await Timer.filter(case=case, state="pending", kind="deadline")
+    assert timer.due_at == case.due_at
+    assert await Timer.filter(case=case, state="pending", kind="warning").count() == 1
     assert [t for _, t in await _admin("admin", number)][1:] == [
         "客户来电确认", "reopened by the administrator"]
     with pytest.raises(AdminError, match="not closed"):
@@ -88,8 +96,9 @@ async def test_assign_moves_the_step_and_its_deadline(store: Store, tmp_path: Pa
                       LATER, "alice")
     case = await Case.get(number=internal)
     assert case.owner == ["zhang@corp.example.test"]
-    [timer] = await Timer.filter(case=case, state="pending")
-    assert timer.data["owner"] == ["zhang@corp.example.test"]
+    timers = await Timer.filter(case=case, state="pending").order_by("kind")
+    assert [t.kind for t in timers] == ["deadline", "warning"]
+    assert all(t.data["owner"] == ["zhang@corp.example.test"] for t in timers)
     with pytest.raises(AdminError, match="neither an address nor a department"):
         await case_action(store, d.site, internal or "", "assign", "无此部门", LATER)
 

@@ -95,8 +95,9 @@ async def test_an_older_database_gets_the_owner_column(store: Store, tmp_path: P
     await db.execute_script("ALTER TABLE cases DROP COLUMN owner")
     await db.execute_script("DROP TABLE tortoise_migrations")
     await db.execute_script("DROP INDEX idx_outbox_lease_o_a70e2f")  # 0002's: 0.1.0 had none
+    await db.execute_script("DROP TABLE letter_counts")  # 0003's
     await store.close()
-    assert await store.upgrade() == ["0002_outbox_lease_owner_index"]
+    assert await store.upgrade() == ["0002_outbox_lease_owner_index", "0003_letter_counts"]
     await store.open()  # again: nothing to do
     f = Feeder(store, tmp_path)
     number = await f.number(mail("zhou@corp.example.test", "[供应商] 外壳采购", INTENT))

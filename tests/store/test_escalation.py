@@ -43,10 +43,9 @@ async def test_owner_then_head_then_manager_each_once(desk: Desk) -> None:
                                     ("escalation", (HEAD,)),
                                     ("escalation", (CHEN,))]
     assert await desk.timeline(number, "escalation") == [
-        f"level 1 (owner): step confirm overdue since 2026-12-01 10:00; reminded {OWNER}",
-        f"level 2 (department head): step confirm overdue since 2026-12-01 10:00; "
-        f"escalated to {HEAD}",
-        f"level 3 (managers): step confirm overdue since 2026-12-01 10:00; escalated to {CHEN}",
+        f"第 1 级（负责人）：步骤「沟通对象确认」自 2026-12-01 10:00 起逾期；已提醒 {OWNER}",
+        f"第 2 级（部门负责人）：步骤「沟通对象确认」自 2026-12-01 10:00 起逾期；已上报 {HEAD}",
+        f"第 3 级（管理层）：步骤「沟通对象确认」自 2026-12-01 10:00 起逾期；已上报 {CHEN}",
     ]
     [t] = await desk.timers(number)
     assert (t.state, t.level) == ("fired", 3)
@@ -94,9 +93,9 @@ async def test_a_missing_rung_is_skipped_and_noted(desk: Desk) -> None:
     assert (await desk.sweep(sh("2026-12-02 10:00"))).fired == 1
     assert [to for _, to in await desk.letters()] == [(OWNER,), (CHEN,)]
     assert await desk.timeline(number, "escalation") == [
-        f"level 1 (owner): step confirm overdue since 2026-12-01 10:00; reminded {OWNER}",
-        "level 2 (department head) skipped: nobody configured",
-        f"level 3 (managers): step confirm overdue since 2026-12-01 10:00; escalated to {CHEN}",
+        f"第 1 级（负责人）：步骤「沟通对象确认」自 2026-12-01 10:00 起逾期；已提醒 {OWNER}",
+        "第 2 级（部门负责人）无法找到：通讯录中没有部门「不存在的部门」或其负责人",
+        f"第 3 级（管理层）：步骤「沟通对象确认」自 2026-12-01 10:00 起逾期；已上报 {CHEN}",
     ]
 
 
@@ -107,7 +106,7 @@ async def test_a_head_who_owns_the_step_is_not_told_twice(desk: Desk) -> None:
         assert (await desk.sweep(sh(at))).fired == 1
     assert [to for _, to in await desk.letters()] == [(HEAD,), (CHEN,)]
     assert (await desk.timeline(number, "escalation"))[1] == (
-        "level 2 (department head) skipped: the owner is the department head")
+        "第 2 级（部门负责人）跳过：负责人即部门负责人")
 
 
 async def test_supplier_chase_then_the_buyers_head(desk: Desk) -> None:
@@ -129,10 +128,10 @@ async def test_supplier_chase_then_the_buyers_head(desk: Desk) -> None:
     text = body(esc)
     assert "供应商（sales@hengda.example.cn）的「报价单」" in text
     assert await desk.timeline(number, "escalation") == [
-        "level 1 (supplier): 报价单 unanswered since 2026-12-03 09:00; "
-        "reminded sales@hengda.example.cn",
-        "level 2 (department head): 报价单 unanswered since 2026-12-03 09:00; "
-        "escalated to zhou@corp.example.test",
+        "第 1 级（供应商）：「报价单」自 2026-12-03 09:00 起未回复；"
+        "已催办 sales@hengda.example.cn",
+        "第 2 级（部门负责人）：「报价单」自 2026-12-03 09:00 起未回复；"
+        "已上报 zhou@corp.example.test",
     ]
 
 

@@ -6,6 +6,7 @@ migrations describe the models exactly."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import sys
 from datetime import datetime
@@ -25,7 +26,7 @@ FIXTURE_ROWS = {"cases": 4, "timeline": 57, "timers": 5, "outbox": 19, "messages
                 "counters": 3, "checkpoints": 1, "digests": 1, "attachments": 0}
 #: the rows pointing at a case: a table rebuild with foreign keys on would delete or unlink them
 LINKED = ["timeline", "timers", "outbox", "messages"]
-ALL = ["0001_initial", "0002_outbox_lease_owner_index"]
+ALL = ["0001_initial", "0002_outbox_lease_owner_index", "0003_letter_counts"]
 
 
 def fixture_db() -> sqlite3.Connection:
@@ -107,10 +108,10 @@ async def query(store: Store, sql: str) -> list[dict[str, object]]:
 async def check_upgrade(url: str, base: Path) -> None:
     store = Store(url, base / "raw", base)
     for mode in (False, "empty"):  # maild run, cases, digest... before the upgrade
-        with pytest.raises(SchemaError, match=r"\(pending: 0001_initial, 0002_outbox_lease_"
-                                              r"owner_index\); run `maild db upgrade -c CONFIG`"):
+        with pytest.raises(SchemaError, match=re.escape(
+                f"(pending: {', '.join(ALL)}); run `maild db upgrade -c CONFIG`")):
             await store.open(migrate=mode)
-    assert await store.upgrade() == ["0002_outbox_lease_owner_index"]  # 0001: recorded
+    assert await store.upgrade() == ALL[1:]  # 0001: recorded
     assert await store.upgrade() == []
     await store.open(migrate=False)
     try:
@@ -191,7 +192,7 @@ from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
 class Migration(migrations.Migration):
-    dependencies = [("maild", "0002_outbox_lease_owner_index")]
+    dependencies = [("maild", "LAST")]
     operations = [ops.AlterField(model_name="Case", name="subject",
                                  field=fields.TextField(null=True))]
 """
@@ -208,13 +209,14 @@ async def test_a_sqlite_table_rebuild_keeps_the_rows_pointing_at_it(
     for name in ALL:
         (package / f"{name}.py").write_bytes(
             (Path(schema.__file__).parent / "migrations" / f"{name}.py").read_bytes())
-    (package / "0003_rebuild_cases.py").write_text(REBUILD)
+    rebuild = f"{len(ALL) + 1:04d}_rebuild_cases"
+    (package / f"{rebuild}.py").write_text(REBUILD.replace("LAST", ALL[-1]))
     monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
     monkeypatch.setattr(schema, "MIGRATIONS", "rebuild_migrations")
     db = tmp_path / "maild.db"
     sqlite_from_fixture(db)
     store = Store(f"sqlite://{db}", tmp_path / "raw", tmp_path)
-    assert await store.upgrade() == ["0002_outbox_lease_owner_index", "0003_rebuild_cases"]
+    assert await store.upgrade() == [*ALL[1:], rebuild]
     c = sqlite3.connect(db)
     try:
         assert {t: c.execute(f'SELECT id, case_id FROM "{t}" ORDER BY id').fetchall()

@@ -130,7 +130,7 @@ async def test_action_reminder_two_working_days_before_a_monday(desk: Desk) -> N
     assert "准备技术讲解材料" in m["Subject"] and "2026-10-12 周一" in m["Subject"]
     assert "市场部提供产品定位资料" in body(m)
     assert await desk.timeline(number, "reminder") == [
-        f"action '准备技术讲解材料' due 2026-10-12: reminded {OWNER}"]
+        f"待办「准备技术讲解材料」2026-10-12 到期：已提醒 {OWNER}"]
 
 
 async def test_milestone_notice_three_working_days_ahead(desk: Desk) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from sim import PROCESS_DIRECTORY
-from support import mail, open_store
+from support import mail, open_store, with_security
 from timing import sh
 
 from maild.adapters.sources.maildir import MaildirSource, deliver
@@ -59,7 +59,7 @@ class Office:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def office(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Office]:
     async with open_store(request.param, tmp_path) as store:
-        cfg = parse_config(PROCESS_DIRECTORY, "office.toml", str(tmp_path))
+        cfg = parse_config(with_security(PROCESS_DIRECTORY), "office.toml", str(tmp_path))
         inbox = tmp_path / "mail"
         holder: list[Office] = []
         site = Site.build(cfg)
@@ -80,7 +80,9 @@ async def test_the_engines_deadline_fires_and_climbs_then_stops(office: Office) 
     assert t.data["owner"] == [HEAD]
     before = len(await office.letters())
 
-    assert (await office.sweeper.timers(sh("2026-12-07 17:29"))).fired == 0
+    # the early warning (75 % of the working day) comes first: the ladder starts at 17:30
+    assert (await office.sweeper.timers(sh("2026-12-07 17:29"))).by_kind == {"warning": 1}
+    before += 1
     assert (await office.sweeper.timers(sh("2026-12-07 17:30"))).fired == 1
     [(letter, to, subject)] = (await office.letters())[before:]
     assert (letter, to) == ("deadline_reminder", (HEAD,))

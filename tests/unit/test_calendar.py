@@ -233,12 +233,13 @@ def test_extra_days_override_package() -> None:
     assert cal.add_working(at(2025, 3, 4, 17), 2 * H) == at(2025, 3, 6, 10)
 
 
-def test_uncovered_year_is_reported_and_falls_back_to_weekdays() -> None:
+def test_uncovered_year_is_reported_and_uses_computed_holidays() -> None:
     default = CalendarSettings()
     assert uncovered_years(default, [2027, 2025, 2026, 2027, 2003]) == [2003, 2027]
     assert uncovered_years(CalendarSettings(source="weekdays"), [2027]) == []
-    assert CAL.is_working_day(date(2027, 2, 8))  # a plain Monday until config says otherwise
+    assert not CAL.is_working_day(date(2027, 2, 8))  # 初三, computed (tests/unit/test_calendar_*)
     assert not CAL.is_working_day(date(2027, 2, 6))
+    assert CAL.is_working_day(date(2027, 2, 11))  # no 调休 guessed: a plain Thursday
 
 
 def test_uncovered_year_uses_config() -> None:

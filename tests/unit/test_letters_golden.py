@@ -26,7 +26,7 @@ REGEN = os.environ.get("MAILD_REGEN_GOLDEN") == "1"
 PROCS = load_definitions(None)
 #: the letters the process definitions send, plus the spine's two first answers
 LETTERS = sorted({n for p in PROCS.values() for n in p.letter_names()}
-                 | {"ack", "need_department"})
+                 | {"ack", "need_department", "command_unproven"})
 letters = Letters()
 
 

@@ -144,9 +144,9 @@ def test_config_check_rejects_a_broken_process_definition(tmp_path: Path) -> Non
     cfg.write_text('[processes]\ndir = "processes"\n', encoding="utf-8")
     p = subprocess.run([sys.executable, "-m", "maild", "config", "check", "-c", str(cfg)],
                        capture_output=True, text=True, timeout=60)
-    assert p.returncode == 1
+    assert p.returncode == 78  # EX_CONFIG
     assert "internal.toml:54: step 'request': next step 'meting' is not defined" in p.stderr
-    assert "internal.toml:107: step 'minutes'.commands.confirm: no role may give" in p.stderr
+    assert "internal.toml:110: step 'minutes'.commands.confirm: no role may give" in p.stderr
 
 
 def test_a_typo_is_reported_with_its_file_line_and_key() -> None:

@@ -63,6 +63,10 @@ class MailSource(Protocol):
     def count(self, folder: str | None = None) -> int:
         """Number of messages in ``folder`` (default: the watched folder)."""
 
+    def watch(self, idle_seconds: float) -> MailWatch:
+        """A watch on the folder for new mail (``MailWatch``), independent of this source's
+        own connection; an IMAP watch re-issues IDLE every ``idle_seconds``."""
+
 
 def within(sizes: Sequence[tuple[int, int]], max_bytes: int | None,
            first_alone: bool = True) -> list[tuple[int, int]]:
@@ -80,3 +84,22 @@ def within(sizes: Sequence[tuple[int, int]], max_bytes: int | None,
             break
         out.append((uid, size))
     return out
+
+
+class PushUnavailable(MailSourceError):
+    """The mailbox cannot tell us about new mail (e.g. the IMAP server offers no IDLE): the
+    daemon polls instead."""
+
+
+class MailWatch(Protocol):
+    """Tells when new mail may have arrived in the watched folder: IMAP IDLE on a connection
+    of its own, or a look at a Maildir's ``new/``. Blocking, used by one thread."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block at most about ``timeout`` seconds; True when new mail may have arrived
+        (also right after a (re)connection: mail may have come meanwhile). Raises
+        ``MailSourceError`` when the mailbox cannot be reached (the caller retries with
+        backoff) and ``PushUnavailable`` when it cannot push at all."""
+
+    def close(self) -> None:
+        """Let go of the connection; idempotent, never raises. ``wait`` connects again."""

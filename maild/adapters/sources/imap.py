@@ -20,17 +20,20 @@ from __future__ import annotations
 import imaplib
 import logging
 import re
+import select
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import ImapToolsError, MailboxLoginError
 from imap_tools.utils import encode_folder
 
-from maild.adapters.sources.base import Fetched, MailSourceError, within
+from maild.adapters.oauth import OAuthError, OAuthLogin
+from maild.adapters.sources.base import Fetched, MailSourceError, PushUnavailable, within
 
 log = logging.getLogger("maild.intake")
 
@@ -70,11 +73,12 @@ class ImapSource:
         processed: str = "Processed",
         batch: int = 200,
         timeout: float = 30.0,
+        oauth: OAuthLogin | None = None,
     ) -> None:
         scheme, user, url_password, host, port, folder = parse_imap_url(url)
         if scheme == "imaps" and starttls:
             raise ValueError("starttls applies to imap://, not imaps://")
-        if password is None and url_password is None:
+        if password is None and url_password is None and oauth is None:
             raise ValueError(f"no password for {user} (argument or URL userinfo)")
         self.scheme, self.user, self.host, self.port = scheme, user, host, port
         self.folder = folder
@@ -83,6 +87,7 @@ class ImapSource:
         self.processed = processed
         self.batch = max(1, batch)
         self.timeout = timeout
+        self._oauth = oauth  # XOAUTH2 / OAUTHBEARER instead of LOGIN (adapters/oauth.py)
         self._ssl_context = ssl_context
         host_part = f"[{host}]" if ":" in host else host
         self.name = f"{scheme}://{quote(user, safe='')}@{host_part}:{port}/{quote(folder)}"
@@ -126,11 +131,17 @@ class ImapSource:
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
             raise MailSourceError(f"cannot connect to IMAP server {where}: {exc}") from exc
         try:
-            mb.login(self.user, self._password, initial_folder=None)
+            if self._oauth is not None:
+                self._oauth.login_imap(mb.client, self.user)
+            else:
+                mb.login(self.user, self._password, initial_folder=None)
             # imaplib cached the pre-login capabilities; Dovecot adds MOVE only after login
             caps = mb.client.capability()[1][0].decode().upper().split()
             mb.client.capabilities = tuple(caps)
             mb.folder.set(self.folder)
+        except OAuthError as exc:
+            _disconnect(mb)
+            raise MailSourceError(f"IMAP login at {where}: {exc}") from exc
         except MailboxLoginError as exc:
             _disconnect(mb)
             reason = _server_text(exc.command_result)
@@ -140,7 +151,7 @@ class ImapSource:
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
             _disconnect(mb)
             raise MailSourceError(f"cannot open {self.name}: {exc}") from exc
-        log.info("connected to %s", self.name)
+        log.debug("connected to %s", self.name)  # each poll connects: not news
         return mb
 
     def _run(self, what: str, op: Callable[[BaseMailBox], T]) -> T:
@@ -260,6 +271,9 @@ class ImapSource:
 
         return self._run("STATUS", op)
 
+    def watch(self, idle_seconds: float) -> ImapWatch:
+        return ImapWatch(self, idle_seconds)
+
     # -- helpers ---------------------------------------------------------------------------
 
     @staticmethod
@@ -339,3 +353,134 @@ def _disconnect(mb: BaseMailBox) -> None:
             mb.client.shutdown()
         except Exception:  # noqa: BLE001
             pass
+
+
+#: RFC 2177: a client re-issues IDLE at least every 29 minutes, or the server may log it out
+IDLE_MAX_SECONDS = 29 * 60.0
+
+
+class ImapWatch:
+    """IMAP IDLE (RFC 2177) on a connection of its own, beside the intake's (a ``MailWatch``).
+
+    ``wait`` returns True as soon as the server reports EXISTS or a non-zero RECENT, and
+    right after connecting. After any report the IDLE is ended (``DONE``) and its answer
+    read up to the tagged completion, so no report is left half-read in a buffer; the next
+    ``wait`` issues IDLE again. It is also re-issued every ``idle_seconds`` (at most 29
+    minutes), before the server's inactivity timeout. A server without IDLE in its
+    CAPABILITY, or that refuses it on a fresh connection, raises ``PushUnavailable``; a
+    dropped connection or another failure raises ``MailSourceError`` (the connection is
+    closed; the next ``wait`` connects again)."""
+
+    def __init__(self, source: ImapSource, idle_seconds: float) -> None:
+        self.source = source
+        self.idle_seconds = min(max(1.0, idle_seconds), IDLE_MAX_SECONDS)
+        self._mb: BaseMailBox | None = None
+        self._tag: bytes | None = None  # of the IDLE command in hand
+        self._since = 0.0  # monotonic: when it was issued
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            if self._mb is None:
+                self._open()
+                return True  # mail may have come while there was no connection
+            return self._wait(self._mb.client, timeout)
+        except (imaplib.IMAP4.abort, OSError) as exc:
+            self.close()
+            raise MailSourceError(
+                f"IDLE on {self.source.name}: connection lost ({exc})") from exc
+        except (imaplib.IMAP4.error, ImapToolsError) as exc:
+            self.close()
+            raise MailSourceError(f"IDLE on {self.source.name} failed: {exc}") from exc
+
+    def close(self) -> None:
+        mb, self._mb = self._mb, None
+        if mb is None:
+            return
+        if self._tag is not None:
+            try:  # LOGOUT is not a valid line inside IDLE: end it first
+                mb.client.sock.settimeout(2.0)
+                self._done(mb.client)
+            except Exception:  # noqa: BLE001 - the link may already be gone
+                pass
+        self._tag = None
+        _disconnect(mb)
+
+    def _open(self) -> None:
+        mb = self.source._connect()  # the same login as the intake's connection
+        if "IDLE" not in mb.client.capabilities:
+            _disconnect(mb)
+            raise PushUnavailable(
+                f"{self.source.host}:{self.source.port} does not offer IDLE")
+        mb.client.untagged_responses.clear()  # what SELECT said
+        self._mb, self._tag = mb, None
+        try:  # at once: a connection that cannot IDLE is no connection for us
+            self._start(mb.client)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            self.close()
+            raise PushUnavailable(f"{self.source.name}: {exc}") from exc
+        log.info("IDLE on %s: new mail is taken in as it arrives", self.source.name)
+
+    def _wait(self, client: imaplib.IMAP4, timeout: float) -> bool:
+        if self._tag is None and self._start(client):
+            return True
+        left = self._since + self.idle_seconds - time.monotonic()
+        if left <= 0:  # re-IDLE before the server's timeout
+            return self._done(client)
+        if not _pending(client) and not select.select([client.sock], [], [],
+                                                      min(timeout, left))[0]:
+            return False
+        client._get_response()  # one report (or BYE)
+        return self._done(client)
+
+    def _start(self, client: imaplib.IMAP4) -> bool:
+        """Issue IDLE; True when news came before the server's ``+`` continuation."""
+        tag = client._command("IDLE")
+        commands: dict[bytes, Any] = client.tagged_commands
+        while client._get_response() is not None:
+            done = commands.get(tag)
+            if done:
+                commands.pop(tag, None)
+                raise imaplib.IMAP4.error(f"IDLE refused: {_server_text(done)}")
+        self._tag, self._since = tag, time.monotonic()
+        return _news(client)
+
+    def _done(self, client: imaplib.IMAP4) -> bool:
+        """End the IDLE in hand and read its answer; True when it brought news."""
+        tag, self._tag = self._tag, None
+        if tag is None:
+            return _news(client)
+        client.send(b"DONE\r\n")
+        commands: dict[bytes, Any] = client.tagged_commands
+        while not commands.get(tag):
+            client._get_response()
+        typ, data = commands.pop(tag)
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"IDLE ended with {typ} {_server_text((typ, data))}")
+        return _news(client)
+
+
+def _news(client: imaplib.IMAP4) -> bool:
+    """Did the untagged responses read so far report new mail? (They are dropped.)"""
+    said = client.untagged_responses
+    if "BYE" in said:
+        raise imaplib.IMAP4.abort(f"server said BYE {_server_text(('BYE', said['BYE']))}")
+    # (after an EXPUNGE Dovecot says "RECENT 0": no news)
+    news = "EXISTS" in said or any(r not in (b"0", "0") for r in said.get("RECENT", ()))
+    said.clear()
+    return news
+
+
+def _pending(client: imaplib.IMAP4) -> bool:
+    """Is a response already read from the socket and waiting in a buffer (which ``select``
+    cannot see)? A non-blocking peek: it never waits."""
+    sock = client.sock
+    old = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return bool(client.file.peek(1))  # type: ignore[union-attr]
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    finally:
+        sock.settimeout(old)

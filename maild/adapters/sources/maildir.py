@@ -150,6 +150,9 @@ class MaildirSource:
             base = self.root if folder is None else self._folder_dir(folder)
             return sum(1 for _ in _files(base))
 
+    def watch(self, idle_seconds: float) -> MaildirWatch:
+        return MaildirWatch(self.root)
+
     # -- internals -------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -275,3 +278,40 @@ def _mtime(path: Path) -> int:
         return path.stat().st_mtime_ns
     except FileNotFoundError:
         return 0
+
+
+class MaildirWatch:
+    """New files in a Maildir's ``new/`` (a ``MailWatch``): each ``wait`` sleeps, then looks
+    at the folder's mtime (one ``stat``) and reads its names only when that changed or is
+    younger than ``_SETTLE_NS`` (a file landing within the same clock tick as the last look
+    leaves the mtime as it was). True when a name not seen before is there."""
+
+    def __init__(self, root: Path) -> None:
+        self.new = root / "new"
+        self._mtime: int | None = None  # None: not looked yet (or the look failed)
+        self._seen: set[str] = set()
+
+    def wait(self, timeout: float) -> bool:
+        first = self._mtime is None
+        if not first:
+            time.sleep(max(0.0, timeout))
+        try:
+            mtime = self.new.stat().st_mtime_ns
+            if mtime == self._mtime and time.time_ns() - mtime > _SETTLE_NS:
+                return False
+            with os.scandir(self.new) as it:
+                names = {e.name for e in it if not e.name.startswith(".")}
+        except OSError as exc:
+            self._mtime = None
+            raise MailSourceError(f"watching {self.new} failed: {exc}") from exc
+        self._mtime = mtime
+        fresh = bool(names - self._seen)
+        self._seen = names
+        return first or fresh
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+#: a folder's mtime younger than this is looked into even when unchanged
+_SETTLE_NS = 2_000_000_000
