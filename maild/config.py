@@ -379,6 +379,21 @@ class LettersConfig(_Model):
     templates: str = ""  # a folder of templates replacing the built-in ones; "" = built-in
 
 
+#: the generated documents a letter may carry (``[documents] attach``), by document name
+DocumentName = Literal["customer_confirmation", "purchase_order", "acceptance_notice", "form"]
+
+
+class DocumentsConfig(_Model):
+    """``[documents]``: DOCX documents generated from templates (maild/adapters/documents.py)."""
+
+    #: which letters carry their document: the 《客户需求确认函》, the 《采购订单》, the
+    #: acceptance notice and the blank request form (#form); empty = none
+    attach: tuple[DocumentName, ...] = ("customer_confirmation", "purchase_order",
+                                        "acceptance_notice", "form")
+    #: a folder of document templates (<name>.<zh|en>.j2) used before the built-in ones
+    templates: str = ""
+
+
 class ProcessesConfig(_Model):
     dir: str = ""  # a folder of process definitions replacing config/processes; "" = built-in
 
@@ -509,6 +524,22 @@ class Directory(_Model):
     customers: tuple[Party, ...] = ()
     suppliers: tuple[Party, ...] = ()
     legal_department: str = "法务部"
+    #: how letters greet people: address -> name ("王芳"), ahead of mail display names
+    names: dict[str, str] = {}
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for addr, name in v.items():
+            if "@" not in addr:
+                raise ValueError(f"names: {addr!r} is not a mail address")
+            name = " ".join(name.split())
+            if not name or "@" in name or len(name) > 40:
+                raise ValueError(f"names: {addr!r}: give a person's name of 1 to 40 characters"
+                                 " (not an address)")
+            out[addr.strip().lower()] = name
+        return out
 
     @model_validator(mode="after")
     def _unique(self) -> Directory:
@@ -618,6 +649,37 @@ def _host_port(v: str) -> tuple[str, int]:
     return host, port
 
 
+class Receipts(_Model):
+    """``[receipts]``: the short ``command_receipt`` letter a member of staff gets after the
+    commands of their mail ran (what each did, the case's step, owner and deadline, and any
+    refused in the same mail). ``commands``: only these get one ([] = every command but
+    ``skip``); ``skip``: commands that never do (#note and #help change nothing)."""
+
+    enabled: bool = True
+    commands: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ("note", "help")
+
+    @field_validator("commands", "skip")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from maild.mail.commands import COMMANDS
+
+        names = {w.casefold(): s.name for s in COMMANDS.values() for w in (s.name, *s.aliases)}
+        out = []
+        for word in v:
+            name = names.get(word.strip().lstrip("#＃").casefold())
+            if name is None:
+                raise ValueError(f"{word!r} is not a command (known: {', '.join(COMMANDS)})")
+            out.append(name)
+        return tuple(out)
+
+    def wants(self, command: str) -> bool:
+        """Whether a successful ``command`` (its English name) gets a receipt."""
+        if not self.enabled or command in self.skip:
+            return False
+        return not self.commands or command in self.commands
+
+
 class Config(_Model):
     organisation: Organisation = Organisation()
     database: Database = Database()
@@ -627,6 +689,7 @@ class Config(_Model):
     routing: Routing = Routing()
     limits: Limits = Limits()
     letters: LettersConfig = LettersConfig()
+    documents: DocumentsConfig = DocumentsConfig()
     processes: ProcessesConfig = ProcessesConfig()
     directory: Directory = Directory()
     calendar: CalendarConfig = CalendarConfig()
@@ -635,6 +698,7 @@ class Config(_Model):
     digest: DigestConfig = DigestConfig()
     metrics: MetricsConfig = MetricsConfig()
     security: Security = Security()
+    receipts: Receipts = Receipts()
     logging: LoggingConfig = LoggingConfig()
     # where relative paths (sqlite file, maildirs, raw store) are resolved; set by load()
     base_dir: str = "."

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from maild.adapters.documents import Documents, site_documents
 from maild.adapters.letters import Letters
 from maild.calendar.business import BusinessCalendar
 from maild.classify.directory import Directory
@@ -26,6 +27,7 @@ from maild.data import templates_dir
 from maild.engine.definitions import ProcessDef, ProcessError, check_letters
 from maild.engine.effects import CaseView, Context, Decision
 from maild.handlers import decide, load_definitions
+from maild.handlers.form import form_letter_missing
 from maild.mail.auth import DkimPolicy
 from maild.mail.message import ParsedMail
 from maild.schedule.digest import Labels
@@ -45,6 +47,8 @@ class Site:
     secret: bytes = b""
     #: ``[[routing.rules]]`` compiled (None: the built-in routing alone)
     routes: Routes | None = None
+    #: the generated documents letters carry (``[documents]``; None: none)
+    documents: Documents | None = None
 
     @classmethod
     def build(cls, cfg: Config, *, create_secret: bool = False) -> Site:
@@ -55,6 +59,7 @@ class Site:
         letters = site_letters(cfg)
         processes = site_processes(cfg)
         missing = check_letters(processes, letters.names())
+        missing += form_letter_missing(letters.names())  # #form's letter
         if missing:
             raise ConfigError("\n".join(missing))
         directory = Directory(cfg.directory, cfg.routing.staff_domains,
@@ -62,14 +67,16 @@ class Site:
         return cls(cfg, directory, BusinessCalendar(cfg.calendar.settings()), processes,
                    letters, EscalationPolicy.from_config(cfg.escalation),
                    load_secret(cfg, create=create_secret),
-                   compile_routes(cfg.routing, directory))
+                   compile_routes(cfg.routing, directory),
+                   site_documents(cfg, letters.sample))
 
     # -- the decision path ------------------------------------------------------------------
 
     def context(self, now: datetime) -> Context:
         org = self.cfg.organisation
         return Context(now, org.name, org.address, org.language, self.directory,
-                       self.calendar, self.processes, self.cfg.escalation.early_warning)
+                       self.calendar, self.processes, self.cfg.escalation.early_warning,
+                       self.cfg.receipts)
 
     def classify(self, mail: ParsedMail, known: Known) -> Classification:
         return classify(mail, self.directory, known,

@@ -51,6 +51,16 @@ class Directory:
             return Person(addr, "staff")
         return Person(addr, "unknown")
 
+    def name_of(self, addr: str) -> str:
+        """How letters greet ``addr``: ``[directory.names]``, else a manager's name; "" if
+        the directory does not know it."""
+        addr = addr.strip().lower()
+        named = self.config.names.get(addr)
+        if named:
+            return named
+        return next((m.name for m in self.config.managers
+                     if m.name and m.address.lower() == addr), "")
+
     def department(self, tag: str) -> cfgmod.Department | None:
         return self._dept_by_tag.get(tag.strip().casefold())
 

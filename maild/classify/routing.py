@@ -25,7 +25,7 @@ from maild.classify.rules import STAGES, Env, Rule, Stage
 from maild.config import Config, ConfigError, HeaderMatch, RouteRule, Routing
 
 ROUTE_STAGE = "route"
-FIRST_RULES = ("no_sender",)  # built-in route rules that come before the configured ones
+FIRST_RULES = ("no_sender", "form_request")  # built-in rules before the configured ones
 
 Match = Callable[[Env], str | None]  # None: no match; else what matched, for explain
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from maild.classify.directory import Directory, Person
+from maild.classify.formrequest import FORM, form_request
 from maild.classify.proof import Proof, ProofPolicy, prove
 from maild.mail.auth import dmarc_fail_policy
 from maild.mail.message import ParsedMail
@@ -122,6 +123,8 @@ class Classification:
             return f"case {self.case_number}"
         if self.robot:
             return f"{'ignored' if self.ignored else 'robot'} (recorded, not answered)"
+        if self.process == FORM:
+            return "form (sent, no case)"
         return f"new {self.process}" if self.process not in (None, "triage") else "triage"
 
     def as_dict(self) -> dict[str, Any]:
@@ -307,6 +310,13 @@ def _no_sender(env: Env) -> tuple[str, dict[str, Any]] | None:
     return "no usable From address", {"process": "triage"}
 
 
+def _form_request(env: Env) -> tuple[str, dict[str, Any]] | None:
+    if env.sender.role != "staff":  # the internal process is for staff
+        return None
+    asked = form_request(env.mail)
+    return (f"{asked[0]}: the blank form, no case", {"process": FORM}) if asked else None
+
+
 def _process_tag(env: Env) -> tuple[str, dict[str, Any]] | None:
     for t in env.tags:
         p = PROCESS_TAGS.get(t.casefold())
@@ -361,6 +371,8 @@ STAGES: tuple[Stage, ...] = (
     )),
     Stage("route", True, (
         Rule("no_sender", "no usable From address: a person must look", _no_sender),
+        Rule("form_request", "staff ask for the blank 申请表 (#form, or a subject asking "
+             "for it): sent, no case", _form_request),
         Rule("process_tag", "[客户]/[CUST], [供应商]/[SUPP], [跨部门]/[INT]", _process_tag),
         Rule("known_party", "sender is a known customer or supplier", _known_party),
         Rule("staff_request", "sender is staff: an internal request", _staff_request),

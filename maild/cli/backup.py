@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from maild import config as cfgmod
 from maild.app import make_store
 from maild.cli.admin_cases import fail
 from maild.config import Config
+from maild.site import secret_path
 from maild.store.admin import AdminError, Backup, backup_site, restore_site
 
 
@@ -31,7 +33,9 @@ def backup(args: argparse.Namespace) -> int:
         done = backup_site(make_store(cfg), args.dir, args.config, site_dirs(cfg))
     except AdminError as e:
         return fail(e)
-    print(f"backup in {done.dir}: {_counts(done)}, maild.toml")
+    kept = _copy_secret(secret_path(cfg), done.dir / SECRET)
+    print(f"backup in {done.dir}: {_counts(done)}, maild.toml"
+          + (f", {SECRET} (the reply-token key: keep this backup private)" if kept else ""))
     if done.backend == "postgres":
         if not done.pg_done:
             print("maild: pg_dump is not on the PATH: install the PostgreSQL client (the "
@@ -54,11 +58,34 @@ def restore(args: argparse.Namespace) -> int:
         done = restore_site(make_store(cfg), args.dir, Path(cfg.base_dir), force=args.force)
     except AdminError as e:
         return fail(e)
-    print(f"restored from {done.dir}: {_counts(done)}")
+    secret = secret_path(cfg)
+    if _copy_secret(done.dir / SECRET, secret):
+        print(f"restored from {done.dir}: {_counts(done)}, the reply-token key into {secret}")
+    else:
+        print(f"restored from {done.dir}: {_counts(done)}; the backup holds no reply-token "
+              "key: replies to letters sent before it must prove their sender otherwise")
     if done.pg_command:
         print(f"now restore the database into the empty PostgreSQL database:\n"
               f"  {done.pg_command}")
     return 0
+
+
+#: the reply-token key in a backup: letters already sent stay able to prove replies
+SECRET = "reply-token.key"
+
+
+def _copy_secret(src: Path, dest: Path) -> bool:
+    """Copy the site secret, readable by its owner only; False when there is none."""
+    if not src.is_file():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
+    os.replace(tmp, dest)
+    return True
 
 
 def _counts(done: Backup) -> str:

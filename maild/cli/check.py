@@ -6,12 +6,14 @@ import argparse
 import sys
 
 from maild import config as cfgmod
+from maild.adapters.documents import document_problems
 from maild.adapters.letters import LetterError
 from maild.adapters.oauth import oauth_problems
 from maild.classify.routing import routing_problems
 from maild.cli.exits import EXIT_CONFIG
 from maild.config import ConfigError
 from maild.engine.definitions import check_letters, directory_warnings
+from maild.handlers.form import form_letter_missing
 from maild.site import load_secret, secret_path, site_letters, site_processes
 
 
@@ -25,6 +27,7 @@ def check(args: argparse.Namespace) -> int:
             letters.render(letter, lang, letters.sample(letter))
         except LetterError as e:
             problems.append(str(e))
+    problems += document_problems(cfg, letters.sample)  # [documents] templates
     warnings = cfgmod.warnings(cfg)
     problems += oauth_problems(cfg)  # [mailbox.oauth] / [smtp.oauth]: files, command
     try:
@@ -33,6 +36,7 @@ def check(args: argparse.Namespace) -> int:
         problems += str(e).splitlines()
     else:
         problems += check_letters(processes, letters.names())
+        problems += form_letter_missing(letters.names())
         warnings += directory_warnings(processes, [d.name for d in cfg.directory.departments],
                                        cfg.directory.legal_department,
                                        len(cfg.directory.managers))

@@ -6,6 +6,7 @@ import re
 
 from maild.classify.rules import Classification, case_subject
 from maild.engine.effects import Context, SendLetter
+from maild.engine.names import clean_display
 from maild.mail.message import ParsedMail
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -37,7 +38,9 @@ def acknowledge(mail: ParsedMail, cls: Classification, ctx: Context, process: st
     """The acknowledgement letter for a new case; the store adds the case ``number``."""
     context = {
         "org_name": ctx.org_name,
-        "sender_name": mail.from_.name or mail.from_.addr,
+        "sender_name": (ctx.directory.name_of(mail.from_.addr)
+                        or clean_display(mail.from_.name or "", mail.from_.addr)
+                        or mail.from_.addr),
         "subject": case_subject(mail.subject),
         "process_label": PROCESS_LABELS[language][process],
         "urgent": cls.urgent,

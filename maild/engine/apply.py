@@ -231,9 +231,7 @@ def _follow_status(case: CaseState, before: str | None, decision: Decision, time
                     timers._put(i, replace(t, state="paused",
                                            data={**t.data, "paused_at": now.isoformat(),
                                                  "remaining_s": left.total_seconds()}))
-                    notes.append(Note("timer", f"{t.kind} {t.key} paused while waiting on "
-                                      f"the other party ({left.total_seconds() / 3600:.1f} "
-                                      "working hours left)", "maild"))
+                    notes.append(Note("timer", timer_text(t, left, None), "maild"))
         return case, notes
     if before == "waiting":
         for i, t in timers.live():
@@ -244,9 +242,30 @@ def _follow_status(case: CaseState, before: str | None, decision: Decision, time
             data.pop("paused_at", None)
             due = resume_due(left, now, calendar).astimezone(UTC)
             timers._put(i, replace(t, state="pending", data=data, due_at=due))
-            notes.append(Note("timer", f"{t.kind} {t.key} resumed; due "
-                              f"{moment_text(due, calendar)}", "maild"))
+            notes.append(Note("timer", timer_text(t, left, moment_text(due, calendar)),
+                              "maild"))
     return case, notes
+
+
+_TIMER_KINDS = {"deadline": ("截止时间", "deadline"), "warning": ("到期预警", "early warning")}
+
+
+def timer_text(t: TimerState, left: timedelta, resumed_due: str | None) -> str:
+    """A paused (``resumed_due`` None) or resumed timer, for the timeline: in the language and
+    with the step label its data carries (``Work.set_due``), the key for older timers."""
+    zh = t.data.get("language") != "en"
+    kind = _TIMER_KINDS.get(t.kind, (t.kind, t.kind))[0 if zh else 1]
+    label = str(t.data.get("label") or t.data.get("step") or t.key)
+    hours = f"{left.total_seconds() / 3600:.1f}"
+    if resumed_due is None:
+        return (f"等待对方回复，步骤「{label}」的{kind}暂停计时（剩余 {hours} 个工作小时）" if zh
+                else f"{kind} of step \"{label}\" paused while waiting on the other party "
+                f"({hours} working hours left)")
+    if t.kind == "warning":
+        return (f"对方已回复，步骤「{label}」的{kind}恢复计时，将于 {resumed_due} 提醒" if zh
+                else f"{kind} of step \"{label}\" resumed; it comes at {resumed_due}")
+    return (f"对方已回复，步骤「{label}」的{kind}恢复计时，新的截止时间 {resumed_due}" if zh
+            else f"{kind} of step \"{label}\" resumed; due {resumed_due}")
 
 
 def pause_remaining(due_at: datetime, now: datetime, calendar: BusinessCalendar) -> timedelta:

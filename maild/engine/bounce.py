@@ -29,14 +29,19 @@ def bounce_decision(case: CaseView, dsn: Dsn, sender: str, ctx: Context) -> Deci
     effects: list[Effect] = []
     bounced: dict[str, Any] = dict(case.data.get("bounced") or {})
     new = []
+    en = ctx.language == "en"
     for r in dsn.failed:
-        effects.append(Note("bounce", f"退信：{r.addr} {r.status} {r.diagnostic}".strip(), actor))
+        effects.append(Note("bounce", (f"bounced: {r.addr} {r.status} {r.diagnostic}" if en
+                                       else f"退信：{r.addr} {r.status} {r.diagnostic}").strip(),
+                            actor))
         if r.addr not in bounced:
             new.append(r)
         bounced[r.addr] = {"status": r.status, "at": ctx.now.isoformat(),
                            "diagnostic": r.diagnostic, "message_id": dsn.original_id}
     for r in dsn.delayed:
-        effects.append(Note("bounce", f"投递延迟：{r.addr} {r.status} {r.diagnostic}".strip(),
+        effects.append(Note("bounce", (f"delivery delayed: {r.addr} {r.status} {r.diagnostic}"
+                                       if en else
+                                       f"投递延迟：{r.addr} {r.status} {r.diagnostic}").strip(),
                             actor))
     if dsn.failed:
         effects.append(UpdateCase(data={"bounced": bounced}))

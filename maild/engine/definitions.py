@@ -14,7 +14,6 @@ condition or letter.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from maild.calendar.durations import WorkingDuration
-from maild.config import line_of
+from maild.config import line_in
 from maild.data import processes_dir
 from maild.mail.commands import COMMANDS
 
@@ -290,39 +289,10 @@ def _key(loc: Loc) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
-_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")
-_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]")
-
-
-def _table(pattern: re.Pattern[str], line: str) -> list[str] | None:
-    m = pattern.match(line)
-    return [p.strip().strip('"') for p in m.group(1).split(".")] if m else None
-
-
 def _line(text: str, loc: Loc) -> int | None:
-    """The line of ``loc`` in ``text``: ``config.line_of`` inside the right ``[[…]]`` entry.
-
-    Each index in ``loc`` narrows the text to that entry of the array of tables (``steps[1]``
-    is the lines from the second ``[[steps]]`` header to the next one).
-    """
-    lines = text.splitlines()
-    start, end = 0, len(lines)
-    path: list[str] = []
-    for part in loc:
-        if isinstance(part, str):
-            path.append(part)
-            continue
-        heads = [n for n in range(start, end) if _table(_ARRAY_HEADER, lines[n]) == path]
-        if part >= len(heads):
-            break  # an inline array: its key's line is as close as it gets
-        start = heads[part]
-        for n in range(start + 1, end):
-            table = _table(_HEADER, lines[n])
-            if table is not None and (table == path or table[: len(path)] != path):
-                end = n
-                break
-    found = line_of("\n".join(lines[start:end]), loc)
-    return start + found if found else None
+    """The line of ``loc`` in ``text``, inside the right ``[[…]]`` entry (``steps[1]`` is
+    the lines from the second ``[[steps]]`` header to the next one): ``config.line_in``."""
+    return line_in(text, loc)
 
 
 def _where(source: str, text: str, loc: Loc) -> str:

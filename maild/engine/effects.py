@@ -9,6 +9,7 @@ from typing import Any
 
 from maild.calendar.business import BusinessCalendar
 from maild.classify.directory import Directory
+from maild.config import Receipts
 from maild.engine.definitions import ProcessDef
 
 #: the kinds of timer a decision may set (``maild.schedule.firing`` says what each does)
@@ -48,6 +49,8 @@ class Context:
     processes: Mapping[str, ProcessDef]
     #: share of a step's working time after which its owner is warned (0: never)
     early_warning: float = 0.0
+    #: which successful commands get a ``command_receipt`` (``[receipts]``)
+    receipts: Receipts = field(default_factory=Receipts)
 
 
 @dataclass(frozen=True)

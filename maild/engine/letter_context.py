@@ -9,10 +9,11 @@ empty list stand for "nothing".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from maild.engine.definitions import Step, role_label
+from maild.engine.names import clean_display, greeting_name, name_for
 from maild.mail.quoting import excerpt
 
 if TYPE_CHECKING:
@@ -33,9 +34,12 @@ def _moment(work: Work, value: Any) -> str:
 
 
 def case_context(work: Work, step: Step, language: str, extra: Mapping[str, Any],
-                 recipient: str = "", external: bool = False) -> dict[str, Any]:
-    """``recipient``: the first addressee; staff see the commands they may give now."""
+                 recipient: str = "", external: bool = False,
+                 to: Sequence[str] = ()) -> dict[str, Any]:
+    """``recipient``: the first addressee; staff see the commands they may give now.
+    ``recipient_name`` greets the addressee by name when the letter has only one (``to``)."""
     d = work.data
+    directory, sender = work.ctx.directory, work.mail.from_
     delays = d.get("delays", [])
     report = d.get("report") or {}
     ctx: dict[str, Any] = {
@@ -47,7 +51,9 @@ def case_context(work: Work, step: Step, language: str, extra: Mapping[str, Any]
         "audience": "external" if external else "staff",
         "party": d.get("customer") or d.get("supplier") or "",
         "urgent": work.urgent,
-        "sender_name": work.mail.from_.name or work.mail.from_.addr,
+        "sender_name": (name_for(directory, d, sender.addr)
+                        or clean_display(sender.name or "", sender.addr) or sender.addr),
+        "recipient_name": greeting_name(directory, d, to or ([recipient] if recipient else [])),
         "step_title": step.label(language),
         "step_owner": role_label(step.owner, language),
         "owners": list(work.owner),

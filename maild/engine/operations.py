@@ -2,8 +2,9 @@
 
 A command is checked against the process definition (allowed in this step? does the sender
 hold one of the roles?) and then carried out by an operation: the handler's own for this
-step or command (``Hooks.ops``), else the generic one here. Anything refused is collected
-and answered in one letter that says why and lists what is possible now. External parties
+step or command (``Hooks.ops``), else the generic one here. The sender gets one letter for
+the mail (``maild.engine.receipts``): a receipt saying what each command did, with any that
+were refused and why, or only the refusals and what is possible now. External parties
 never execute commands: what they write is recorded and read by the handler for their own
 intents (a confirmation, a quote, a delay).
 """
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, time
 
 from maild.classify.rules import Classification
+from maild.engine import receipts
 from maild.engine.confirming import take_reply
 from maild.engine.definitions import role_label
 from maild.engine.effects import CaseView, Context, Decision, Note
@@ -40,11 +42,9 @@ def reply(hooks: Hooks, case: CaseView, mail: ParsedMail, cls: Classification,
         _staff(work)
     else:
         _external(work)
+    settled = work.step, work.status
     work.auto_advance()
-    if work.refusals and work.proven:  # case details go to a proven From address only
-        work.send(work.proc.letters["refused"], (work.actor,), automatic=True,
-                  refusals=list(work.refusals), commands=valid_now(work))
-    return work.decision()
+    return receipts.answer(work, settled, valid_now(work))  # one letter: receipt, refusals
 
 
 def _staff(work: Work) -> None:
@@ -159,7 +159,7 @@ def run(work: Work, command: Command) -> None:
                                     f"subject tag {command.line} already done"))
         return
     reason = _guard(work, command)
-    mark = len(work.effects)
+    mark, before = len(work.effects), receipts.State.of(work)
     if reason is None:
         op = (work.hooks.ops.get((work.step, command.name))
               or work.hooks.ops.get(("*", command.name)) or GENERIC.get(command.name))
@@ -167,9 +167,12 @@ def run(work: Work, command: Command) -> None:
                                                       "not defined for this process")
     if reason is not None:
         del work.effects[mark:]  # a refused command leaves no trace but the refusal
+        work.remarks.clear()
         work.refuse(command, reason)
-    elif command.name not in ("note", "help"):
+        return
+    if command.name not in ("note", "help"):
         work.effects.insert(mark, Note("command", command.line, work.actor))
+    receipts.record(work, command, before)
 
 
 def _seen_tag(work: Work, command: Command) -> bool:
@@ -199,7 +202,10 @@ def _advance(work: Work, command: Command) -> str | None:
 
 
 def _confirm(work: Work, command: Command) -> str | None:
-    return work.confirm(work.actor)
+    reason = work.confirm(work.actor)
+    if reason is None:
+        receipts.confirmed(work)  # e.g. legal approved: the contact may go on
+    return reason
 
 
 def end_of_day(work: Work, day: date) -> datetime:
@@ -330,6 +336,7 @@ def _close(work: Work, command: Command) -> str | None:
 
 def _reopen(work: Work, command: Command) -> str | None:
     work.reopen()
+    receipts.reopened(work)  # the step's owner hears of it, and of the deadline
     return None
 
 

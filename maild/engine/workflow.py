@@ -36,6 +36,7 @@ from maild.engine.effects import (
     UpdateCase,
 )
 from maild.engine.letter_context import case_context
+from maild.engine.names import remember as remember_names
 from maild.engine.roles import CaseFacts, Roles
 from maild.mail.commands import COMMANDS, Command, parse_commands, strip_commands
 from maild.mail.message import ParsedMail
@@ -109,6 +110,8 @@ class Work:
         self.letters: list[Pending] = []
         self.rule_letters: list[tuple[tuple[LetterRule, ...], str]] = []
         self.refusals: list[dict[str, str]] = []
+        self.receipts: list[dict[str, str]] = []  # commands that ran, for the receipt
+        self.remarks: list[str] = []  # what an operation adds to its command's receipt line
         self.events: list[str] = []
         self.opened: OpenCase | None = None
         self.ack = True
@@ -133,6 +136,7 @@ class Work:
             self.owner, self.due = tuple(case.owner), case.due_at
         self.parties_before = tuple(self.parties)
         self.step_before = self.step  # the step the mail arrived in
+        remember_names(self.data, mail)  # display names letters may greet people by
 
     # -- facts -----------------------------------------------------------------------------
 
@@ -215,7 +219,9 @@ class Work:
         if due is not None:
             step = self.step_def
             data = {"step": step.id, "owner": list(self.owner),
-                    "department": self.roles.owner_department(self.owner)}
+                    "department": self.roles.owner_department(self.owner),
+                    # the timeline's words when the timer pauses (maild.engine.apply)
+                    "label": step.label(self.ctx.language), "language": self.ctx.language}
             self.timer("deadline", due, step.id, data)
             share, cal, now = self.ctx.early_warning, self.ctx.calendar, self.ctx.now
             span = cal.working_between(now, due) if 0 < share < 1 else timedelta(0)
@@ -408,7 +414,7 @@ class Work:
             context = p.context
             if context is None:
                 context = case_context(self, self.proc.step(p.step or self.step), p.language,
-                                       p.extra, p.to[0], p.external)
+                                       p.extra, p.to[0], p.external, to=p.to)
             effects.append(SendLetter(p.letter, p.to, context, p.language, p.cc, p.automatic,
                                       *carried(self, p)))
         text = summary or "; ".join(self.events) or "recorded"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from maild.classify.formrequest import FORM
 from maild.classify.rules import Classification
 from maild.engine.bounce import bounce_decision
 from maild.engine.definitions import ProcessDef, ProcessError, load_processes
@@ -21,6 +22,7 @@ from maild.engine.operations import GENERIC
 from maild.engine.workflow import Hooks
 from maild.handlers import customer, internal, supplier
 from maild.handlers.base import Handler
+from maild.handlers.form import form_decision
 from maild.mail.message import ParsedMail
 
 
@@ -109,22 +111,37 @@ def decide(mail: ParsedMail, cls: Classification, case: CaseView | None,
             if bounced is not None:
                 return bounced
         if cls.robot:
-            note = Note("robot", f"{cls.robot}: {mail.subject}", mail.from_.addr or "(robot)")
+            note = Note("robot", _t(ctx.language,
+                                    f"自动发出的邮件（{cls.robot}），已记录，不作处理：{mail.subject}",
+                                    f"{cls.robot}: {mail.subject}"),
+                        mail.from_.addr or "(robot)")
             return Decision((note,), f"{cls.robot}: recorded on {case.number}, not answered")
         if not mail.from_.addr:
-            note = Note("no_sender", f"no usable From address: {mail.subject}", "(unknown)")
+            note = Note("no_sender", _t(ctx.language,
+                                        f"发件人地址无法识别，已记录，不作处理：{mail.subject}",
+                                        f"no usable From address: {mail.subject}"),
+                        "(unknown)")
             return Decision((note,), f"no sender: recorded on {case.number}, not acted on")
-        return _quiet(handler(case.process).reply(case, mail, cls, ctx), mail, cls)
+        return _quiet(handler(case.process).reply(case, mail, cls, ctx), mail, cls,
+                      ctx.language)
     if cls.robot:
         return Decision((), f"{cls.robot}: recorded, not answered")
     if not mail.from_.addr:
         return Decision((), "no usable From address: left for triage")
     if cls.process is None or cls.process == "triage":
         return Decision((), "no process applies: left for triage")
-    return _quiet(handler(cls.process).open(mail, cls, ctx), mail, cls)
+    if cls.process == FORM:  # the blank request form: a letter, no case
+        return _quiet(form_decision(mail, ctx), mail, cls, ctx.language)
+    return _quiet(handler(cls.process).open(mail, cls, ctx), mail, cls, ctx.language)
 
 
-def _quiet(decision: Decision, mail: ParsedMail, cls: Classification) -> Decision:
+def _t(language: str, zh: str, en: str) -> str:
+    """A timeline note in the organisation's language."""
+    return en if language == "en" else zh
+
+
+def _quiet(decision: Decision, mail: ParsedMail, cls: Classification,
+           language: str = "zh") -> Decision:
     """The decision without its automatic letters to the sender, when they are unwanted."""
     if not cls.quiet:
         return decision
@@ -135,6 +152,8 @@ def _quiet(decision: Decision, mail: ParsedMail, cls: Classification) -> Decisio
         return decision
     kept = tuple(e for e in decision.effects if not any(e is d for d in dropped))
     letters = ", ".join(d.letter for d in dropped)
-    note = Note("suppressed", f"{cls.quiet}: no {letters} to {', '.join(sorted(sender))}",
-                "maild")
+    to = ", ".join(sorted(sender))
+    note = Note("suppressed", _t(language, f"对方不接收自动回复（{cls.quiet}），未向 {to} 发送"
+                                           f" {len(dropped)} 封自动回复",
+                                 f"{cls.quiet}: no {letters} to {to}"), "maild")
     return Decision((*kept, note), f"{decision.summary}; no automatic reply ({cls.quiet})")

@@ -10,7 +10,7 @@ survey. The customer's confirmation itself is generic (``confirm_by = "external"
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import partial
 
 from maild.engine.effects import Decision
@@ -18,6 +18,7 @@ from maild.engine.operations import reply
 from maild.engine.workflow import Hooks, Work, open_case
 from maild.handlers import common
 from maild.handlers.base import Handler
+from maild.mail import satisfaction
 from maild.mail.commands import Command, parse_date
 from maild.mail.forms import Field, FormSpec, parse_form
 
@@ -122,6 +123,8 @@ def _revise(work: Work, command: Command) -> str | None:
 
 def _external(work: Work) -> None:
     step = work.step_def
+    if work.step == "aftersales":
+        _satisfaction(work)
     if step.confirm_by == "external" and work.confirmed():
         work.data["confirmed_version"] = work.data.get("version", 0)
         if work.step == "solution":
@@ -135,6 +138,16 @@ def _external(work: Work) -> None:
             {"at": work.ctx.now.isoformat(), "version": work.data.get("version", 0),
              "text": work.text[:2000]})
         common.output(work, "客户反馈记录", work.text)
+
+
+def _satisfaction(work: Work) -> None:
+    """The survey's answer: its score on the case (``satisfaction``, which the digest
+    averages) and on the timeline, or no score and why."""
+    score = satisfaction.parse(work.text)
+    work.data["satisfaction"] = {
+        "score": score.value, "basis": score.basis[:200], "reason": score.reason,
+        "at": work.ctx.now.astimezone(UTC).isoformat(), "by": work.actor}
+    work.note("satisfaction", score.text(work.ctx.language))
 
 
 def _staff_text(work: Work) -> None:

@@ -3,7 +3,8 @@
 What is specific here: the buyer's intent form (supplier, scope, qualification, delivery
 standard, reply deadline) that becomes the 《合作意向函》, the supplier's quote and files as
 the step's answer, the purchase order's fields that ``#advance`` carries out of the
-evaluation (selection notice and order go together), delays (``#delay`` or the supplier
+evaluation (selection notice and order go together; given with the quote's ``#advance``
+they are kept, and all of them select the supplier at once), delays (``#delay`` or the supplier
 saying so) with the 《延期说明》 request and its answer, acceptance and the invoice.
 """
 
@@ -161,21 +162,68 @@ def _delay(work: Work, command: Command) -> str | None:
     return None
 
 
-def _select(work: Work, command: Command) -> str | None:
-    """``#advance`` out of the evaluation: the purchase order's fields select the supplier."""
+def _order(work: Work) -> tuple[dict[str, str], list[str], dict[str, str]]:
+    """The purchase order's fields: this mail's over those kept from the quote's
+    ``#advance`` (``order_draft``); (values, missing, other lines)."""
     form = parse_form(work.mail.text, ORDER_FORM)
-    if form.missing:
-        return work.t(f"请在邮件中写明采购订单的：{'、'.join(form.missing)}"
-                      "（每项一行，如「数量：500」）",
-                      f"the purchase order needs: {', '.join(form.missing)} (one per line)")
-    when = parse_date(form.values["交货日期"])
+    values = {**work.data.get("order_draft", {}), **form.values}
+    missing = [f.name for f in ORDER_FORM.fields if f.required and not values.get(f.name)]
+    return values, missing, dict(form.other)
+
+
+def _bad_delivery(work: Work, values: dict[str, str]) -> str | None:
+    when = parse_date(values["交货日期"])
     if when is None:
-        return work.t(f"交货日期「{form.values['交货日期']}」无效，请写成 2026-12-20",
-                      f"delivery date {form.values['交货日期']!r} is not like 2026-12-20")
+        return work.t(f"交货日期「{values['交货日期']}」无效，请写成 2026-12-20",
+                      f"delivery date {values['交货日期']!r} is not like 2026-12-20")
     if when[0] < today(work):
         return work.t(f"交货日期 {when[0]} 已经过去", f"delivery date {when[0]} is in the past")
-    work.data["order"] = dict(form.values)
-    evaluation = "\n".join(f"{k}：{v}" for k, v in form.other.items())
+    return None
+
+
+def _quoted(work: Work, command: Command) -> str | None:
+    """``#advance`` after the quote: on to the evaluation. The purchase order's fields given
+    with it are kept; all of them select the supplier at once (selection notice and order
+    go out), some of them wait in the evaluation for the rest."""
+    values, missing, _ = _order(work)
+    if values and not missing:
+        reason = _bad_delivery(work, values)
+        if reason is not None:
+            return reason
+    work.advance()
+    if values and not missing:
+        return _select(work, command)
+    if values:
+        work.data["order_draft"] = values
+        work.remarks.append(work.t(
+            f"已记下采购订单的：{'、'.join(values)}；还缺：{'、'.join(missing)}"
+            "（回复 #advance 并每项一行写明，即发出选定通知和采购订单）",
+            f"purchase order fields kept: {', '.join(values)}; still missing: "
+            f"{', '.join(missing)} (reply #advance with them, one per line, to send the "
+            "selection notice and the order)"))
+    else:
+        work.remarks.append(work.t(
+            "评估后回复 #advance，并每项一行写明采购订单的规格、数量、交货日期、验收标准，"
+            "即发出选定通知和采购订单",
+            "after the evaluation, reply #advance with the order's specification, quantity, "
+            "delivery date and acceptance criteria, one per line, to send the selection "
+            "notice and the order"))
+    return None
+
+
+def _select(work: Work, command: Command) -> str | None:
+    """``#advance`` out of the evaluation: the purchase order's fields select the supplier."""
+    values, missing, other = _order(work)
+    if missing:
+        return work.t(f"请在邮件中写明采购订单的：{'、'.join(missing)}"
+                      "（每项一行，如「数量：500」）",
+                      f"the purchase order needs: {', '.join(missing)} (one per line)")
+    reason = _bad_delivery(work, values)
+    if reason is not None:
+        return reason
+    work.data["order"] = dict(values)
+    work.data["order_draft"] = {}  # used: the case's data is merged, so emptied
+    evaluation = "\n".join(f"{k}：{v}" for k, v in other.items())
     common.output(work, "供应商评估报告", evaluation or work.text)
     work.advance()
     return None
@@ -204,6 +252,7 @@ HOOKS = Hooks(
     letters=("reply_notice", "more_info", "assigned", "delay", "accepted"),
     ops={
         ("*", "assign"): _assign,
+        ("intent", "advance"): _quoted,
         ("evaluation", "advance"): _select,
         ("fulfilment", "delay"): _delay,
         ("acceptance", "confirm"): _accept,

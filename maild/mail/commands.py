@@ -71,6 +71,9 @@ SPECS: tuple[CommandSpec, ...] = (
                 "重新打开已关闭的案件", "reopen a closed case", "#reopen"),
     CommandSpec("help", ("帮助", "命令"), "none",
                 "回复当前可用的命令", "reply with the commands valid now", "#help"),
+    CommandSpec("form", ("申请表",), "none",
+                "新邮件中：回复空白的《跨部门沟通需求申请表》（不建案件）",
+                "in a new mail: reply with the blank request form (opens no case)", "#form"),
 )
 
 

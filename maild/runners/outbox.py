@@ -15,6 +15,7 @@ from maild.engine.bounce import who_hears
 from maild.engine.effects import CaseView, SendLetter
 from maild.site import Site
 from maild.store import ApplyEnv, Outgoing, Store
+from maild.store.limits import letter_label
 from maild.store.outbox import DeliveryJournal, RetryPolicy, Tell
 
 log = logging.getLogger("maild.send")
@@ -67,7 +68,8 @@ def owner_notice(site: Site) -> Tell:
         if out.letter == FAILURE_LETTER:
             return None  # no letters about letters about letters
         tz = site.calendar.tz
-        ctx = {"org_name": org.name, "subject": case.subject, "letter": out.letter,
+        label = letter_label(out.letter or "", org.language)  # 「受理回执」, not "ack"
+        ctx = {"org_name": org.name, "subject": case.subject, "letter": label,
                "rcpt": list(out.rcpt), "error": error, "attempts": out.attempts + 1,
                "permanent": permanent, "message_id": out.message_id,
                "queued_at": (out.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")

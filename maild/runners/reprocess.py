@@ -76,12 +76,19 @@ async def check_redecidable(row: Message, *, force: bool = False) -> None:
                          "(which may open a second case)")
 
 
+#: a mail's states as the timeline names them in Chinese
+_STATES_ZH = {"quarantined": "已隔离", "triage": "待分拣", "processed": "已处理",
+              "received": "已收取", "duplicate": "重复邮件"}
+
+
 async def reprocess(store: Store, site: Site, row: Message, now: datetime, *,
                     force: bool = False, actor: str | None = None) -> Redecided:
     """``maild reprocess``: decide a quarantined or triaged mail again, as the intake would
     now (after its cause was fixed)."""
     mail = load_mail(store, row, site.dkim)
-    was = f"was {row.state}" + (f": {row.reason}" if row.reason else "")
+    zh = site.cfg.organisation.language != "en"
+    state = _STATES_ZH.get(row.state, row.state) if zh else row.state
+    was = (f"原为{state}" if zh else f"was {state}") + (f": {row.reason}" if row.reason else "")
 
     async def decide(cls: Classification) -> Decision:
         case = await store.case_view(cls.case_number) if cls.case_number else None
@@ -93,7 +100,8 @@ async def reprocess(store: Store, site: Site, row: Message, now: datetime, *,
         await check_redecidable(row, force=force)
         cls = site.classify(mail, await store.known(mail, subject_tags(mail.subject)))
         decision = await decide(cls)
-        note = Note("admin", f"reprocessed by the administrator ({was})"[:2000],
+        note = Note("admin", (f"管理员重新处理（{was}）" if zh
+                              else f"reprocessed by the administrator ({was})")[:2000],
                     actor or admin_actor())
         return await _apply(store, site, row, mail, cls, with_note(decision, note), now)
 
@@ -119,7 +127,8 @@ async def open_from_triage(store: Store, site: Site, row: Message, now: datetime
                 raise AdminError(f"no case {case}")
             cls = replace(cls, case_number=case, robot=None)
             decision = site.decide(mail, cls, view, now)
-            text = f"filed on {case} from triage by the administrator"
+            text = (f"管理员从待分拣邮件归入 {case}" if site.cfg.organisation.language != "en"
+                    else f"filed on {case} from triage by the administrator")
         else:
             assert process is not None
             if process not in site.processes:
@@ -132,7 +141,9 @@ async def open_from_triage(store: Store, site: Site, row: Message, now: datetime
             decision = site.decide(mail, cls, None, now)
             if not any(isinstance(e, OpenCase) for e in decision.effects):
                 raise AdminError(f"the {process} process opened no case: {decision.summary}")
-            text = (f"opened from triage by the administrator as {process}"
+            label = site.processes[process].label(site.cfg.organisation.language)
+            text = ((f"管理员从待分拣邮件开案：{label}" if site.cfg.organisation.language != "en"
+                     else f"opened from triage by the administrator as {label}")
                     + (f" ({dept})" if dept else ""))
         return await _apply(store, site, row, mail, cls,
                             with_note(decision, Note("admin", text, actor)), now)

@@ -164,6 +164,35 @@ class DigestData:
     closed_by_day: Sequence[int] = (0,) * 7
     bounces_count: int = 0
     bounces: Sequence[Bounce] = ()
+    satisfaction: Satisfaction | None = None
+
+
+@dataclass(frozen=True)
+class Rated:
+    """A low satisfaction score (2 or less) and its case."""
+
+    number: str
+    subject: str
+    party: str
+    score: int
+    basis: str
+
+
+@dataclass(frozen=True)
+class Satisfaction:
+    """The survey answers of the period: scores read, answers without one, the low ones."""
+
+    scores: Sequence[int] = ()
+    unsure: int = 0
+    low: Sequence[Rated] = ()
+
+    def context(self, limit: int) -> dict[str, Any]:
+        n = len(self.scores)
+        return {"answers": n + self.unsure, "scored": n, "unsure": self.unsure,
+                "average": f"{sum(self.scores) / n:.1f}" if n else "",
+                "low": [{"number": r.number, "subject": r.subject, "party": r.party,
+                         "score": r.score, "basis": r.basis} for r in self.low[:limit]],
+                "low_more": max(0, len(self.low) - limit)}
 
 
 @dataclass(frozen=True)
@@ -244,6 +273,7 @@ def context(data: DigestData, *, per: Period, now: datetime, tz: ZoneInfo, langu
         "delays_more": max(0, data.delays_count - min(limit, len(data.delays))),
         "bounces": [_bounce(b, tz, language) for b in data.bounces[:limit]],
         "bounces_more": max(0, data.bounces_count - min(limit, len(data.bounces))),
+        "satisfaction": (data.satisfaction or Satisfaction()).context(limit),
     }
 
 

@@ -67,6 +67,7 @@ from maild.engine.effects import (
     SetTimer,
 )
 from maild.engine.invites import ics_file, milestone_ics, milestone_uid
+from maild.engine.names import greeting_name
 
 LEVEL_NAMES = {"zh": {"owner": "负责人", "head": "部门负责人", "managers": "管理层",
                       "supplier": "供应商"},
@@ -419,6 +420,8 @@ def _ladder(timer: TimerView, case: CaseView, ctx: FireContext) -> Firing:
     data = {**timer.data, "deadline": deadline, "ladder": history, "missing": missing}
     context = _ladder_context(timer, case, ctx, rung, deadline, history, next_due, rungs, nxt,
                               owners, department, missing)
+    context["recipient_name"] = (greeting_name(ctx.directory, case.data, rung.to)
+                                 or _party_name(ctx, rung))
     letter = SendLetter(rung.letter, rung.to, context, rung.language, automatic=False)
     since = moment_text(datetime.fromisoformat(deadline), ctx.calendar)
     label = (chase_label(case, str(timer.data.get("what") or timer.key), ctx.language, ctx)
@@ -444,6 +447,15 @@ def _ladder(timer: TimerView, case: CaseView, ctx: FireContext) -> Firing:
                         else Fired(index + 1, data))
     return Firing(outcome, (letter,), tuple(notes),
                   f"{timer.kind} level {index + 1} -> {to}")
+
+
+def _party_name(ctx: FireContext, rung: _Rung) -> str:
+    """A chased supplier greeted by its name in the directory (「恒达材料，您好」), as the
+    other letters to it are, when no person's name is known."""
+    if rung.name != "supplier" or not rung.to:
+        return ""
+    party = ctx.directory.lookup(rung.to[0]).party
+    return party.name if party is not None else ""
 
 
 def _ladder_context(timer: TimerView, case: CaseView, ctx: FireContext, rung: _Rung,
@@ -505,7 +517,8 @@ def _warning(timer: TimerView, case: CaseView, ctx: FireContext) -> Firing:
     context = {"org_name": ctx.org_name, "subject": case.subject, "step_label": label,
                "deadline": due, "hours_left": round(left.total_seconds() / 3600, 1),
                "urgent": case.urgent, "owner": ", ".join(owners),
-               "department": _department(timer, case, ctx, owners)}
+               "department": _department(timer, case, ctx, owners),
+               "recipient_name": greeting_name(ctx.directory, case.data, owners)}
     letter = SendLetter("deadline_warning", owners, context, ctx.language, automatic=False)
     to = ", ".join(owners)
     note = Note("reminder", ctx.t(f"步骤「{label}」将于 {due} 到期：已预先提醒 {to}",
@@ -605,9 +618,12 @@ def _milestone(timer: TimerView, case: CaseView, ctx: FireContext) -> Firing:
     day = str(data.get("date") or "")
     context = {"org_name": ctx.org_name, "subject": case.subject, "title": title,
                "date": date_text(day, case.language)}
-    letter = SendLetter("milestone_notice", to, context, case.language, automatic=False,
-                        files=milestone_event(case, title, day, ctx))
-    who = ", ".join(to)
+    # the account manager gets a copy of what the customer was told
+    contact = tuple(a for a in addresses(case.data.get("contact")) if a not in to)
+    letter = SendLetter("milestone_notice", to, context, case.language, cc=contact,
+                        automatic=False, files=milestone_event(case, title, day, ctx))
+    who = ", ".join(to) + (ctx.t(f"（抄送 {', '.join(contact)}）", f" (copy to "
+                                 f"{', '.join(contact)})") if contact else "")
     note = Note("milestone", ctx.t(f"里程碑「{title}」（{day}）：已通知 {who}",
                                    f"milestone {title!r} on {day}: notice sent to {who}"),
                 "maild")

@@ -193,13 +193,15 @@ def _act(work: Work, action: str, arg: str) -> None:
     if action == "reopen":
         if work.is_open:
             raise AdminError(f"{work.number} is {work.status}, not closed")
-        work.note("admin", "reopened by the administrator" + (f": {arg}" if arg else ""))
+        work.note("admin", work.t("管理员重新打开", "reopened by the administrator")
+                  + (f": {arg}" if arg else ""))
         work.reopen()
         return
     if not work.is_open:
         raise AdminError(f"{work.number} is {work.status}: reopen it first")
     if action == "close":
-        work.note("admin", "closed by the administrator" + (f": {arg}" if arg else ""))
+        work.note("admin", work.t("管理员关闭", "closed by the administrator")
+                  + (f": {arg}" if arg else ""))
         work.finish("closed")
     else:
         _assign(work, arg)
@@ -214,7 +216,7 @@ def _assign(work: Work, who: str) -> None:
         raise AdminError(f"{who!r} is neither an address nor a department in the directory")
     if not work.roles.in_directory(addr):
         raise AdminError(f"{addr} is not staff in the directory")
-    work.note("admin", f"assigned to {addr} by the administrator")
+    work.note("admin", work.t(f"管理员指派给 {addr}", f"assigned to {addr} by the administrator"))
     if "assigned" in work.proc.letters:
         why = assign_contact(work, addr)
         if why is not None:

@@ -15,6 +15,7 @@ from typing import Any, cast
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
+from maild.adapters.documents import Documents
 from maild.adapters.letters import Letters, compose, letter_subject, new_message_id
 from maild.calendar.business import BusinessCalendar
 from maild.classify.rules import Classification, Known
@@ -44,7 +45,7 @@ from maild.mail.tokens import make_message_id
 from maild.site import Site
 from maild.store.attachments import ContentStore, keep
 from maild.store.letter_files import letter_files, with_case_files
-from maild.store.limits import Budget, no_staff, staff_test
+from maild.store.limits import Budget, letter_label, no_staff, staff_test
 from maild.store.models import Case, Message, Outbox, TimelineEntry, Timer
 from maild.store.notices import told_lately
 
@@ -71,6 +72,8 @@ class ApplyEnv:
     is_staff: Callable[[str], bool] = no_staff
     secret: bytes = b""  # the reply-token key (b"": plain Message-IDs)
     max_letter_bytes: int = 10 * 1024 * 1024  # files one letter carries (letter_files)
+    documents: Documents | None = None  # generated documents letters carry ([documents])
+    language: str = "zh"  # of the timeline entries the store writes (organisation.language)
 
     @classmethod
     def for_site(cls, site: Site, now: datetime) -> ApplyEnv:
@@ -81,12 +84,14 @@ class ApplyEnv:
                    numbering={"internal": n.internal, "customer": n.customer,
                               "supplier": n.supplier},
                    letters=site.letters, from_addr=org.address, org_name=org.name,
+                   language=org.language,
                    msgid_domain=org.msgid_domain,
                    replies_per_hour=cfg.limits.replies_per_sender_per_hour,
                    calendar=site.calendar, max_attachment_bytes=cfg.limits.max_attachment_bytes,
                    notices_per_hour=cfg.limits.notices_per_staff_per_hour,
                    is_staff=staff_test(site), secret=site.secret,
-                   max_letter_bytes=cfg.limits.max_letter_attachment_bytes)
+                   max_letter_bytes=cfg.limits.max_letter_attachment_bytes,
+                   documents=site.documents)
 
 
 class Cases:
@@ -206,8 +211,11 @@ class Cases:
         number = case.number if case else ""
         context = {**letter.context, "number": number}
         rendered = env.letters.render(letter.letter, letter.language, context)
+        letter, unmade = (env.documents.for_letter(letter, context) if env.documents
+                          else (letter, ""))
         rendered, files, remark = letter_files(self.files, letter, rendered,
                                                env.max_letter_bytes)
+        remark = "; ".join(r for r in (remark, unmade) if r)
         subject = letter_subject(rendered, case.number if case else None)
         rows: list[Outbox | Message | TimelineEntry] = []
         notes: list[TimelineEntry] = []
@@ -232,13 +240,16 @@ class Cases:
             if case is not None and bounced:
                 notes.append(TimelineEntry(
                     case=case, at=env.now, kind="held", actor="maild", message_id=mid,
-                    text=f"{letter.letter} → {addr} held: the address bounced "
-                         f"({'; '.join(bounced)}); `maild outbox retry` sends it"))
+                    text=f"{letter_label(letter.letter, 'en')} → {addr} held: the address "
+                         f"bounced ({'; '.join(bounced)}); `maild outbox retry` sends it"
+                    if env.language == "en" else
+                    f"「{letter_label(letter.letter, 'zh')}」→ {addr} 暂停发送：该地址曾退信"
+                    f"（{'; '.join(bounced)}）；`maild outbox retry` 可重发"))
         if case is not None and rcpt:
             rows.append(TimelineEntry(case=case, at=env.now, kind="letter", actor="maild",
                                       message_id=first,
-                                      text=f"{letter.letter} → {', '.join(rcpt)}"
-                                      + (f" ({remark})" if remark else "")))
+                                      text=f"{letter_label(letter.letter, env.language)} → "
+                                      f"{', '.join(rcpt)}" + (f" ({remark})" if remark else "")))
         return rows + notes
 
     async def _over_limit(self, rcpt: Sequence[str], env: ApplyEnv) -> Budget:
@@ -260,7 +271,8 @@ async def _bounced_letter(letter: SendLetter, env: ApplyEnv) -> SendLetter:
     row = await Outbox.get_or_none(message_id=letter.context.get("message_id") or "")
     tz = env.tz
     extra: dict[str, Any] = {"outbox_id": row.id if row else 0,
-                             "letter": (row.letter if row else "") or "letter"}
+                             "letter": letter_label(row.letter, env.language) if row and row.letter
+                             else ("邮件" if env.language != "en" else "letter")}
     if row is not None:
         extra["attempts"] = max(row.attempts, 1)
         extra["queued_at"] = row.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")

@@ -22,7 +22,15 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from maild.engine.effects import SendLetter
-from maild.schedule.digest import Bounce, Dated, Deadline, DigestData, Period
+from maild.schedule.digest import (
+    Bounce,
+    Dated,
+    Deadline,
+    DigestData,
+    Period,
+    Rated,
+    Satisfaction,
+)
 from maild.store.models import DigestSent
 
 if TYPE_CHECKING:
@@ -127,7 +135,8 @@ async def gather(store: Store, *, now: datetime, per: Period, risk_until: dateti
     return DigestData(
         by_step, overdue_n, overdue_rows, risk_n, risk_rows, ms_n, milestones, act_n, actions,
         delays_n, delay_rows, await _per_day(q, "opened_at", per),
-        await _per_day(q, "closed_at", per), bounces_count=bounces_n, bounces=bounces)
+        await _per_day(q, "closed_at", per), bounces_count=bounces_n, bounces=bounces,
+        satisfaction=await _satisfaction(q, per))
 
 
 async def _deadlines(q: _Query, where: str, params: list[Any], order: str,
@@ -220,6 +229,36 @@ async def _bounces(q: _Query, per: Period, limit: int) -> tuple[int, list[Bounce
                               error[:80] + ("…" if len(error) > 80 else ""), _dt(r["at"])))
     out.sort(key=lambda b: b.at, reverse=True)
     return total, out[:limit]
+
+
+async def _satisfaction(q: _Query, per: Period) -> Satisfaction:
+    """The survey answers given in the period (``data.satisfaction.at``, UTC ISO text, set by
+    ``maild.handlers.customer``): customer cases opened before the period's end and still
+    open or closed since its start (a survey answer comes before the archive)."""
+    scope, sp = q.scope()
+    at = ("(c.data->'satisfaction'->>'at')" if q.pg
+          else "json_extract(c.data, '$.satisfaction.at')")
+    start, end = per.start.astimezone(UTC).isoformat(), per.end.astimezone(UTC).isoformat()
+    rows = await q.rows(
+        f"SELECT c.number, c.subject, c.data FROM cases c WHERE c.process = 'customer' "
+        f"AND ({OPEN} OR c.closed_at >= ?) AND {at} >= ? AND {at} < ?{scope} "
+        "ORDER BY c.number", [q.at(per.start), start, end, *sp])
+    scores: list[int] = []
+    unsure = 0
+    low: list[Rated] = []
+    for r in rows:
+        data = _data(r["data"])
+        answer = data.get("satisfaction") or {}
+        score = answer.get("score")
+        if not isinstance(score, int) or not 1 <= score <= 5:
+            unsure += 1
+            continue
+        scores.append(score)
+        if score <= 2:
+            low.append(Rated(r["number"], r["subject"], str(data.get("customer") or ""), score,
+                             str(answer.get("basis") or "")))
+    low.sort(key=lambda x: (x.score, x.number))
+    return Satisfaction(tuple(scores), unsure, tuple(low))
 
 
 # -- sending ----------------------------------------------------------------------------

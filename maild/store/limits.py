@@ -76,7 +76,9 @@ KINDS = {
            "need_department": "需指定部门", "progress_request": "进度汇报请求",
            "purchase_order": "采购订单", "result_report": "结果反馈",
            "satisfaction_survey": "满意度调查", "selection_notice": "选定通知",
-           "supplier_chase": "供应商催办", "supplier_intent": "采购意向"},
+           "supplier_chase": "供应商催办", "supplier_intent": "采购意向",
+           "command_receipt": "命令回执", "change_notice": "案件变更",
+           "request_form": "空白申请表"},
     "en": {"new_case_notice": "new case", "reply_notice": "new reply",
            "step_notice": "step change", "request_notice": "new request",
            "urgent_notice": "urgent", "assigned_notice": "assignment",
@@ -96,8 +98,16 @@ KINDS = {
            "progress_request": "progress request", "purchase_order": "purchase order",
            "result_report": "result report", "satisfaction_survey": "satisfaction survey",
            "selection_notice": "selection notice", "supplier_chase": "supplier chase",
-           "supplier_intent": "purchase intent"},
+           "supplier_intent": "purchase intent",
+           "command_receipt": "command receipt", "change_notice": "case change",
+           "request_form": "blank request form"},
 }
+
+
+def letter_label(letter: str, language: str) -> str:
+    """A letter as people read it on the timeline (「受理回执」, "acknowledgement"); its name
+    when it has no label (a letter an admin added)."""
+    return KINDS["en" if language == "en" else "zh"].get(letter, letter)
 
 
 def no_staff(addr: str) -> bool:
@@ -233,13 +243,18 @@ class Budget:
         env, number = self.env, case.number if case is not None else "-"
         self.rows.append(self._row(addr, "folded" if verdict == FOLD else "dropped",
                                    letter, case))
+        label, en = letter_label(letter.letter, env.language), env.language == "en"
         if verdict == FOLD:
-            text = (f"{letter.letter} → {addr} 已合并：一小时内已发出 {env.notices_per_hour} "
+            text = (f"{label} → {addr} folded: {env.notices_per_hour} notices already sent "
+                    "this hour (the limit); it goes in the next summary" if en else
+                    f"{label} → {addr} 已合并：一小时内已发出 {env.notices_per_hour} "
                     "封通知（上限），将列入下一封汇总邮件")
             log.info("%s: %s to %s folded into the next summary (%d notices this hour)",
                      number, letter.letter, addr, env.notices_per_hour)
         else:
-            text = (f"自动回复 {letter.letter} 未发给 {addr}：一小时内已自动回复 "
+            text = (f"automatic {label} not sent to {addr}: {env.replies_per_hour} automatic "
+                    "replies already this hour (the limit)" if en else
+                    f"自动回复「{label}」未发给 {addr}：一小时内已自动回复 "
                     f"{env.replies_per_hour} 封（上限）")
             log.info("%s: automatic %s to %s dropped (%d automatic replies this hour)",
                      number, letter.letter, addr, env.replies_per_hour)
@@ -298,7 +313,10 @@ async def _summarise(store: Store, env: ApplyEnv, addr: str, org_language: str) 
         cases = {c.number: c for c in await Case.filter(
             number__in=list({r.number for r in part if r.number}))}
         notes = [TimelineEntry(case=cases[r.number], at=env.now, kind="summary", actor="maild",
-                               message_id=mid, text=f"{r.letter} → {addr} 已列入汇总邮件")
+                               message_id=mid,
+                               text=(f"{letter_label(r.letter, 'en')} → {addr}: in the summary"
+                                     if env.language == "en" else
+                                     f"{letter_label(r.letter, 'zh')} → {addr} 已列入汇总邮件"))
                  for r in part if r.number in cases]
         if notes:
             await TimelineEntry.bulk_create(notes, batch_size=500)
@@ -331,5 +349,5 @@ def summary_context(rows: Sequence[LetterCount], env: ApplyEnv, language: str
             "items": items}
 
 
-__all__ = ["Budget", "KINDS", "NEVER_FOLDED", "PER_SUMMARY", "SUMMARY", "flush",
+__all__ = ["Budget", "KINDS", "letter_label", "NEVER_FOLDED", "PER_SUMMARY", "SUMMARY", "flush",
            "staff_test", "summary_context"]

@@ -29,6 +29,8 @@ async def told_lately(letter: SendLetter, case: Case | None, env: ApplyEnv) -> b
     if case is not None:
         await TimelineEntry.create(case=case, at=env.now, kind="notice_skipped", actor="maild",
                                    message_id=None,
-                                   text=f"{UNPROVEN_LETTER} → {addr}: already told within "
-                                        "the hour")
+                                   text=f"「未验证的命令」通知 → {addr}：一小时内已通知过，不再重复"
+                                   if env.language != "en" else
+                                   f"unproven-command notice → {addr}: already told within "
+                                   "the hour")
     return True

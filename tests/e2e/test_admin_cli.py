@@ -106,15 +106,15 @@ def test_reprocess_triage_case_actions_export_backup(tmp_path: Path) -> None:
     assert case["status"] == "closed"
     admin = [(t["actor"], t["text"]) for t in case["timeline"] if t["kind"] == "admin"]
     assert admin == [
-        ("alice", "reprocessed by the administrator (was quarantined: cannot store: "
-                  + bad["reason"][len("cannot store: "):] + ")"),
-        ("alice", "assigned to zhang.wei@example.com by the administrator"),
+        ("alice", "管理员重新处理（原为已隔离: cannot store: "
+                  + bad["reason"][len("cannot store: "):] + "）"),
+        ("alice", "管理员指派给 zhang.wei@example.com"),
         ("alice", "客户来电，样机需求确认"),
-        ("alice", "closed by the administrator: 交付完成")]
+        ("alice", "管理员关闭: 交付完成")]
     other = js("cases", "show", *c, "2026-客-002", cwd=tmp_path)
     assert other["status"] == "open"
     assert [t["text"] for t in other["timeline"] if t["kind"] == "admin"][-1] \
-        == "reopened by the administrator"
+        == "管理员重新打开"
 
     # the finished case's export reads offline: every mail and file, linked from the index
     maild("cases", "export", *c, "2026-客-001", "--out", str(tmp_path / "export"),
@@ -138,8 +138,13 @@ def test_reprocess_triage_case_actions_export_backup(tmp_path: Path) -> None:
     # backup, then restore into an empty folder: the same cases
     maild("backup", *c, str(tmp_path / "bk"), cwd=tmp_path)
     assert (tmp_path / "bk" / "maild.db").exists() and (tmp_path / "bk" / "site" / "tpl").is_dir()
+    # the reply-token key goes with it (private): letters sent stay able to prove replies
+    key = tmp_path / "bk" / "reply-token.key"
+    assert key.read_bytes() == (tmp_path / "site" / "var" / "reply-token.key").read_bytes()
+    assert key.stat().st_mode & 0o777 == 0o600
     restored = tmp_path / "restored" / "maild.toml"
     maild("backup", "--restore", str(tmp_path / "bk"), "-c", str(restored), cwd=tmp_path)
+    assert (tmp_path / "restored" / "var" / "reply-token.key").read_bytes() == key.read_bytes()
     before = maild("cases", "list", *c, "--json", cwd=tmp_path).stdout
     after = maild("cases", "list", "-c", str(restored), "--json", cwd=tmp_path).stdout
     assert after == before and len(json.loads(after)) == 2

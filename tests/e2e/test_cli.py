@@ -102,12 +102,19 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     assert "robot" in out and "case 2026-客-001" in out
     # cycle 1: three acknowledgements and three notices to the people in charge, and the
     # request for the internal form's missing fields; then the cases move on by replies:
-    # 18 letters in all, written as one copy per recipient (each with its own reply token)
+    # 18 letters in all, written as one copy per recipient (each with its own reply token);
+    # and a receipt for each of the five staff mails whose commands ran, and the account
+    # manager told of legal's approval
     copies = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
               for f in (tmp_path / "demo" / "var" / "sent" / "new").iterdir()]
-    assert len(copies) == 26 and len({str(m["Message-ID"]) for m in copies}) == 26
-    # every copy of a letter has the same To and Cc: 17 kinds (two reply notices look alike)
-    assert len({(str(m["Subject"]), str(m["To"]), str(m["Cc"])) for m in copies}) == 17
+    assert len(copies) == 32 and len({str(m["Message-ID"]) for m in copies}) == 32
+    # every copy of a letter has the same To and Cc: 22 kinds (two reply notices look alike,
+    # and so do the buyer's two receipts)
+    assert len({(str(m["Subject"]), str(m["To"]), str(m["Cc"])) for m in copies}) == 22
+    receipts = [m for m in copies if "已执行" in str(m["Subject"])]
+    assert sorted(m["To"].addresses[0].addr_spec for m in receipts) == [
+        "wang.fang@example.com", "zhang.wei@example.com", "zhao.lei@example.com",
+        "zhou.jie@example.com", "zhou.jie@example.com"]
     listed = json.loads(maild("cases", "list", "-c", str(tmp_path / "demo" / "maild.toml"),
                               "--json").stdout)
     assert [c["number"] for c in listed] == ["2026-客-001", "2026-供-001", "2026-技-001",
@@ -120,7 +127,7 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
         ("2026-客-002", "requirements")]
     shown = maild("cases", "show", "-c", str(tmp_path / "demo" / "maild.toml"), "2026-客-001")
     assert "补充一点" in shown.stdout  # the customer's threaded reply
-    assert "step: contract 合同/协议签订" in shown.stdout and "legal_review" in shown.stdout
+    assert "step: contract 合同/协议签订" in shown.stdout and "合同审核 → " in shown.stdout
     assert "command_refused" in out
     preview = tmp_path / "digest.html"
     p = maild("digest", "-c", str(tmp_path / "demo" / "maild.toml"), "--preview", str(preview),

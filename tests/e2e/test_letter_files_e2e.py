@@ -50,10 +50,14 @@ def test_staff_files_travel_to_the_customer_and_back(site: Site) -> None:
                     attachments=(("K7 技术方案（第1版）.pdf", SOLUTION_PDF),
                                  ("整机三维模型.step", b"\x01" * (CAP + 1)))))
     assert d.cycle() == [("customer_confirmation", ["ma@corp.example.test",
-                                                    "wang@huaxin.example.cn"])]
+                                                    "wang@huaxin.example.cn"]),
+                         ("command_receipt", ["ma@corp.example.test"])]  # carries nothing
+    assert _files(d.letter("已执行", "ma@corp.example.test")) == {}
     letter = d.letter("客户需求确认函", "wang@huaxin.example.cn")
     assert letter.get_content_type() == "multipart/mixed"
-    assert _files(letter) == {"K7 技术方案（第1版）.pdf": SOLUTION_PDF}  # byte for byte
+    files = _files(letter)
+    assert files.pop("K7 技术方案（第1版）.pdf") == SOLUTION_PDF  # byte for byte
+    assert [n for n in files] == [f"客户需求确认函-{d.cases()[0]['number']}.docx"]  # generated
     text = body_of(letter)
     assert "K7 技术方案（第1版）.pdf" in text
     assert "整机三维模型.step" in text and "超过单封邮件 64.0 KB 的附件上限" in text
@@ -105,12 +109,13 @@ def test_meeting_invitation_update_and_cancellation(site: Site) -> None:
     number = str(d.cases()[0]["number"])
     notice = d.letter("待确认", "zhang@corp.example.test")
     d.deliver(reply(notice, "张伟 <zhang@corp.example.test>", "#确认"))
-    assert [n for n, _ in d.cycle()] == ["meeting_notice"]
+    assert [n for n, _ in d.cycle()] == ["meeting_notice", "command_receipt"]
     meeting = d.letter("沟通会议安排", "wang@corp.example.test")
 
     d.deliver(reply(meeting, "王芳 <wang@corp.example.test>",
                     "#meeting 2026-12-03 14:00 会议室A"))
-    [(letter, rcpt)] = d.cycle()
+    [(letter, rcpt), receipt] = d.cycle()
+    assert receipt == ("command_receipt", ["wang@corp.example.test"])
     assert letter == "meeting_invite"
     assert rcpt == ["wang@corp.example.test", "zhang@corp.example.test"]
     invite = d.letter("会议邀请", "zhang@corp.example.test")
@@ -129,14 +134,14 @@ def test_meeting_invitation_update_and_cancellation(site: Site) -> None:
 
     d.deliver(reply(invite, "王芳 <wang@corp.example.test>",
                     "#meeting 2026-12-04 09:30 会议室B 90分钟"))
-    assert [n for n, _ in d.cycle()] == ["meeting_invite"]
+    assert [n for n, _ in d.cycle()] == ["meeting_invite", "command_receipt"]
     moved = d.letter("会议改期", "zhang@corp.example.test")
     method, ev, _ = _calendar(moved)
     assert (method, str(ev["UID"]), ev["SEQUENCE"]) == ("REQUEST", uid, 1)
     assert ev.decoded("DTEND") == datetime(2026, 12, 4, 11, 0, tzinfo=SH)
 
     d.deliver(reply(moved, "王芳 <wang@corp.example.test>", "#meeting cancel"))
-    assert [n for n, _ in d.cycle()] == ["meeting_invite"]
+    assert [n for n, _ in d.cycle()] == ["meeting_invite", "command_receipt"]
     cancelled = d.letter("会议取消", "zhang@corp.example.test")
     method, ev, cal = _calendar(cancelled)
     assert method == "CANCEL" and cal["METHOD"] == "CANCEL"

@@ -135,7 +135,8 @@ def test_internal_request_from_form_to_archive(site: Site) -> None:
     assert d.cycle() == [
         ("participant_notice", ["qian@corp.example.test", "wang@corp.example.test"]),
         ("meeting_notice", ["qian@corp.example.test", "wang@corp.example.test",
-                            "zhang@corp.example.test"])]
+                            "zhang@corp.example.test"]),
+        ("command_receipt", ["zhang@corp.example.test"])]
     assert d.state(number) == ("meeting", "open")
     meeting = d.letter("沟通会议安排", "wang@corp.example.test")
 
@@ -146,7 +147,8 @@ def test_internal_request_from_form_to_archive(site: Site) -> None:
                     "2. 分歧：样机数量，会后确认。"))
     assert d.cycle() == [("minutes_confirm", ["li@corp.example.test", "qian@corp.example.test",
                                               "wang@corp.example.test",
-                                              "zhang@corp.example.test"])]
+                                              "zhang@corp.example.test"]),
+                         ("command_receipt", ["wang@corp.example.test"])]
     assert d.state(number) == ("minutes", "open")
     minutes = d.letter("纪要", "qian@corp.example.test")
     assert "#1 准备宽温设计讲解材料 | 负责人 li@corp.example.test | 截止 2026-12-09" in \
@@ -155,11 +157,14 @@ def test_internal_request_from_form_to_archive(site: Site) -> None:
 
     d.deliver(reply(minutes, "zhang@corp.example.test", "#确认"),
               reply(minutes, "qian@corp.example.test", "#确认", style="outlook"))
-    assert d.cycle() == []
+    assert d.cycle() == [("command_receipt", ["zhang@corp.example.test"]),
+                         ("command_receipt", ["qian@corp.example.test"])]
     assert d.case(number)["pending_confirmations"] == ["市场部"]
     d.deliver(reply(minutes, "wang@corp.example.test", "同意纪要。",
                     subject=f"Re: {minutes['Subject']} [确认]"))
-    assert d.cycle() == []
+    assert d.cycle() == [("command_receipt", ["wang@corp.example.test"])]
+    assert "随后自动推进：共识与待办明确 → 结果跟踪与反馈" in body_of(
+        d.letter("已执行", "wang@corp.example.test"))
     assert d.state(number) == ("track", "open")
     timers = d.db("select kind, key, state from timers where kind = 'action_reminder'")
     assert sorted(timers) == [("action_reminder", "1", "pending"),
@@ -169,15 +174,19 @@ def test_internal_request_from_form_to_archive(site: Site) -> None:
               reply(minutes, "wang@corp.example.test", "#完成 2"),
               reply(minutes, "zhang@corp.example.test",
                     "#advance\n结果报告：讲解已于 12 月 10 日完成，听众反馈良好。"))
-    assert d.cycle() == [("result_report", ["wang@corp.example.test",
-                                            "zhang@corp.example.test"])]
+    assert d.cycle() == [("command_receipt", ["li@corp.example.test"]),
+                         ("command_receipt", ["wang@corp.example.test"]),
+                         ("result_report", ["wang@corp.example.test",
+                                            "zhang@corp.example.test"]),
+                         ("command_receipt", ["zhang@corp.example.test"])]
     report = d.letter("结果报告待验收", "wang@corp.example.test")
     assert "听众反馈良好" in body_of(report)
 
     d.deliver(reply(report, "wang@corp.example.test", "验收通过。",
                     subject=f"Re: {report['Subject']} [确认]"))
     assert d.cycle() == [("case_closed", ["qian@corp.example.test", "wang@corp.example.test",
-                                          "zhang@corp.example.test"])]
+                                          "zhang@corp.example.test"]),
+                         ("command_receipt", ["wang@corp.example.test"])]
     case = d.case(number)
     assert (case["step"], case["status"]) == ("track", "archived")
     assert case["closed_at"] and case["due_at"] is None
@@ -204,7 +213,8 @@ def test_customer_from_inquiry_to_archive(site: Site) -> None:
     d.deliver(reply(notice, "ma@corp.example.test",
                     "#advance\n方案要点：K7 宽温工控主板，板载两路隔离 RS-485，分两批交付。"))
     assert d.cycle() == [("customer_confirmation", ["ma@corp.example.test",
-                                                    "wang@huaxin.example.cn"])]
+                                                    "wang@huaxin.example.cn"]),
+                         ("command_receipt", ["ma@corp.example.test"])]
     assert d.state(number) == ("solution", "waiting")
     v1 = d.letter("客户需求确认函", "wang@huaxin.example.cn")
     assert "第 1 版" in str(v1["Subject"]) and "两路隔离 RS-485" in body_of(v1)
@@ -217,7 +227,8 @@ def test_customer_from_inquiry_to_archive(site: Site) -> None:
     d.deliver(reply(v1, "ma@corp.example.test", "#revise\n方案要点：K7 宽温工控主板，"
                     "两路隔离 RS-485，2027-01-15 一次交齐。"))
     assert d.cycle() == [("customer_confirmation", ["ma@corp.example.test",
-                                                    "wang@huaxin.example.cn"])]
+                                                    "wang@huaxin.example.cn"]),
+                         ("command_receipt", ["ma@corp.example.test"])]
     v2 = d.letter("第 2 版", "wang@huaxin.example.cn")
     assert "一次交齐" in body_of(v2) and "第 2 轮沟通" in body_of(v2)
 
@@ -232,7 +243,10 @@ def test_customer_from_inquiry_to_archive(site: Site) -> None:
     d.deliver(reply(legal, "sun@corp.example.test", "#确认\n条款无误。"),
               reply(legal, "ma@corp.example.test", "#advance\n合同已签订。",
                     attachments=(("合同-双方盖章.pdf", b"%PDF-1.4 contract"),)))
-    assert d.cycle() == [("step_notice", ["ma@corp.example.test"])]
+    assert d.cycle() == [("change_notice", ["ma@corp.example.test"]),  # legal approved
+                         ("command_receipt", ["sun@corp.example.test"]),
+                         ("step_notice", ["ma@corp.example.test"]),
+                         ("command_receipt", ["ma@corp.example.test"])]
     assert d.state(number) == ("execution", "open")
     kickoff = d.letter("执行过程跟进", "ma@corp.example.test")
 
@@ -240,8 +254,10 @@ def test_customer_from_inquiry_to_archive(site: Site) -> None:
               mail("ma@corp.example.test", f"[{number}] 本周进度", "王经理好：样机已完成调试。",
                    to="wang@huaxin.example.cn", Cc="service@example.test"),
               reply(kickoff, "ma@corp.example.test", "#advance\n项目已交付。"))
-    assert d.cycle() == [("satisfaction_survey", ["ma@corp.example.test",
-                                                  "wang@huaxin.example.cn"])]
+    assert d.cycle() == [("command_receipt", ["ma@corp.example.test"]),
+                         ("satisfaction_survey", ["ma@corp.example.test",
+                                                  "wang@huaxin.example.cn"]),
+                         ("command_receipt", ["ma@corp.example.test"])]
     assert d.state(number) == ("aftersales", "waiting")
     survey = d.letter("满意度调研", "wang@huaxin.example.cn")
 
@@ -283,7 +299,7 @@ def test_supplier_from_intent_to_settlement(site: Site) -> None:
     answer = d.letter("对方回复", "wu@corp.example.test")
 
     d.deliver(reply(answer, "wu@corp.example.test", "#advance"))
-    assert d.cycle() == []
+    assert d.cycle() == [("command_receipt", ["wu@corp.example.test"])]
     assert d.state(number) == ("evaluation", "open")
     d.deliver(reply(answer, "wu@corp.example.test",
                     "#advance\n评估结论：资质齐全，产能满足，价格合理。\n规格：铝合金外壳 HX-201\n"
@@ -291,7 +307,8 @@ def test_supplier_from_intent_to_settlement(site: Site) -> None:
     assert d.cycle() == [("selection_notice", ["sales@hengda.example.cn",
                                                "wu@corp.example.test"]),
                          ("purchase_order", ["sales@hengda.example.cn",
-                                             "wu@corp.example.test"])]
+                                             "wu@corp.example.test"]),
+                         ("command_receipt", ["wu@corp.example.test"])]
     assert d.state(number) == ("order", "waiting")
     order = d.letter("采购订单", "sales@hengda.example.cn")
     assert "数量：500 件" in body_of(order) and "交货日期：2026-12-20" in body_of(order)
@@ -304,7 +321,8 @@ def test_supplier_from_intent_to_settlement(site: Site) -> None:
 
     d.deliver(reply(order, "wu@corp.example.test", "#delay 2026-12-28 原材料短缺"))
     assert d.cycle() == [("delay_explanation_request", ["sales@hengda.example.cn",
-                                                        "wu@corp.example.test"])]
+                                                        "wu@corp.example.test"]),
+                         ("command_receipt", ["wu@corp.example.test"])]
     assert d.state(number) == ("fulfilment", "waiting")
     request = d.letter("延期说明", "sales@hengda.example.cn")
     assert "2026-12-28" in body_of(request) and "原材料短缺" in body_of(request)
@@ -315,15 +333,18 @@ def test_supplier_from_intent_to_settlement(site: Site) -> None:
 
     d.deliver(reply(request, "wu@corp.example.test", "#advance"),
               reply(request, "zheng@corp.example.test", "#确认\n验收合格，抽检 50 件无缺陷。"))
-    assert d.cycle() == [("acceptance_notice", ["sales@hengda.example.cn",
-                                                "wu@corp.example.test"])]
+    assert d.cycle() == [("command_receipt", ["wu@corp.example.test"]),
+                         ("acceptance_notice", ["sales@hengda.example.cn",
+                                                "wu@corp.example.test"]),
+                         ("command_receipt", ["zheng@corp.example.test"])]
     assert d.state(number) == ("acceptance", "waiting")
     accepted = d.letter("验收合格", "sales@hengda.example.cn")
     d.deliver(reply(accepted, "sales@hengda.example.cn", "发票已开具，见附件。",
                     attachments=(("发票-2026-1208.pdf", b"%PDF invoice"),)))
     assert d.cycle() == [("reply_notice", ["wu@corp.example.test"])]
     d.deliver(reply(accepted, "qian@corp.example.test", "#advance\n已按合同结算。"))
-    assert d.cycle() == [("case_closed", ["sales@hengda.example.cn", "wu@corp.example.test"])]
+    assert d.cycle() == [("case_closed", ["sales@hengda.example.cn", "wu@corp.example.test"]),
+                         ("command_receipt", ["qian@corp.example.test"])]
     case = d.case(number)
     assert (case["step"], case["status"]) == ("acceptance", "archived") and case["closed_at"]
     delays = [e["text"] for e in case["timeline"] if e["kind"] == "delay"]  # type: ignore

@@ -1,10 +1,9 @@
 """Push intake for real: ``maild run`` against the test Dovecot, taking mail in through IMAP
 IDLE, and riding out a Dovecot outage without a restart.
 
-The issue's outage lasts 60 s; here it lasts ``OUTAGE`` seconds with
-``mailbox.fault_backoff_max = 2`` (instead of 60), so that the daemon tries several times
-during it: the same mechanism (the IDLE connection and the intake failing, retrying with
-backoff, logging the outage once), in a fraction of the time.
+The outage lasts 60 s, as an admin restarting or upgrading Dovecot would cause, with
+``mailbox.fault_backoff_max = 2`` (instead of 60), so that the daemon tries about thirty
+times during it and must still log the outage once.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from maild.adapters.sources.maildir import deliver
 
 pytestmark = pytest.mark.slow
 
-OUTAGE = 8.0  # seconds Dovecot is down
+OUTAGE = 60.0  # seconds Dovecot is down
 
 
 class Daemon:
@@ -163,6 +162,7 @@ def test_a_maildir_is_watched_too(tmp_path: Path, dovecot: DovecotServer,
     assert not list((maildir / "new").iterdir())
 
 
+@pytest.mark.timeout(300)
 def test_dovecot_outage_is_ridden_out_and_logged_once(
         tmp_path: Path, dovecot: DovecotServer, smtp_sink: SmtpSink,
         running: list[Daemon]) -> None:

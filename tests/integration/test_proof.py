@@ -62,7 +62,7 @@ async def test_a_forged_command_is_refused_recorded_and_told_once_an_hour(
     assert len(await _timeline(number, "refused")) == 3
     assert await _letters(number, "command_unproven") == [HEAD]
     assert await _timeline(number, "notice_skipped") == [
-        f"command_unproven → {HEAD}: already told within the hour"]
+        f"「未验证的命令」通知 → {HEAD}：一小时内已通知过，不再重复"]
     # the memory is the store's: a daemon started afresh remembers it
     again = Deciding(store, tmp_path)
     await again.feed(mail(HEAD, f"Re: [{number}] 讲解支持", "#close", auth=None),
@@ -129,8 +129,8 @@ async def test_a_reply_to_a_letter_keeps_threading_with_one_id_per_copy(
     out = await Message.filter(direction="out", case__number=number).count()
     assert out == await Outbox.filter(case__number=number).count()
     letters = await _timeline(number, "letter")
-    assert letters == ["ack → li@corp.example.test",
-                       f"request_notice → {HEAD}, li@corp.example.test"]
+    assert letters == ["受理回执 → li@corp.example.test",
+                       f"新需求 → {HEAD}, li@corp.example.test"]
 
 
 async def test_no_acknowledgement_for_mail_failing_a_strict_dmarc(store: Store,

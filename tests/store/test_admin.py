@@ -54,13 +54,13 @@ async def test_close_reopen_note_follow_the_status_as_mail_does(store: Store,
     case = await Case.get(number=number)
     assert case.status == "closed" and case.closed_at is not None and case.due_at is None
     assert await Timer.filter(case=case, state="pending").count() == 0
-    assert await _admin("admin", number) == [("alice", "closed by the administrator: 重复的请求")]
+    assert await _admin("admin", number) == [("alice", "管理员关闭: 重复的请求")]
     # one letter, as one copy per recipient (each copy's Message-ID carries its reply token)
     copies = await Outbox.filter(case=case, letter="case_closed")
     assert all(len(c.rcpt) == 1 for c in copies)
     assert len({c.rcpt[0] for c in copies}) == len(copies) >= 1
     assert await TimelineEntry.filter(case=case, kind="letter",
-                                      text__startswith="case_closed").count() == 1
+                                      text__startswith="案件关闭 → ").count() == 1
 
     with pytest.raises(AdminError, match="reopen it first"):
         await case_action(store, d.site, number, "close", "", LATER, "alice")
@@ -74,7 +74,7 @@ async def test_close_reopen_note_follow_the_status_as_mail_does(store: Store,
     assert timer.due_at == case.due_at
     assert await Timer.filter(case=case, state="pending", kind="warning").count() == 1
     assert [t for _, t in await _admin("admin", number)][1:] == [
-        "客户来电确认", "reopened by the administrator"]
+        "客户来电确认", "管理员重新打开"]
     with pytest.raises(AdminError, match="not closed"):
         await case_action(store, d.site, number, "reopen", "", LATER, "alice")
 
@@ -109,7 +109,7 @@ async def test_assign_moves_the_step_and_its_deadline(store: Store, tmp_path: Pa
     assert case.data["contact"] == "zhang@corp.example.test"
     assert case.owner == ["zhang@corp.example.test"]
     assert await _admin("admin", customer or "") == [
-        ("alice", "assigned to zhang@corp.example.test by the administrator")]
+        ("alice", "管理员指派给 zhang@corp.example.test")]
 
 
 async def test_a_quarantined_mail_is_decided_again_once_its_cause_is_fixed(
@@ -143,8 +143,7 @@ async def test_a_quarantined_mail_is_decided_again_once_its_cause_is_fixed(
     assert (row.state, row.route, row.reason) == ("processed", "Quarantine", None)
     assert await Case.filter(messages__id=row.id).count() == 1
     [(actor, text)] = await _admin("admin", "2026-客-001")
-    assert actor == "alice" and text.startswith("reprocessed by the administrator (was "
-                                                "quarantined: cannot store")
+    assert actor == "alice" and text.startswith("管理员重新处理（原为已隔离: cannot store")
     with pytest.raises(AdminError, match="already filed on 2026-客-001"):
         await reprocess(store, good.site, row, LATER)
     assert await Case.all().count() == 1
@@ -181,8 +180,8 @@ async def test_triage_open_with_a_process_or_on_a_case(store: Store, tmp_path: P
     assert await inbound_rows(store, triage_folder="Triage", quarantine_folder="Q") == []
     kinds = [(t.kind, t.text) for t in await TimelineEntry.filter(case__number="2026-供-001")
              if t.kind in ("admin", "reply")]
-    assert kinds == [("admin", "opened from triage by the administrator as supplier"),
-                     ("admin", "filed on 2026-供-001 from triage by the administrator"),
+    assert kinds == [("admin", "管理员从待分拣邮件开案：外部供应商协同"),
+                     ("admin", "管理员从待分拣邮件归入 2026-供-001"),
                      ("reply", "另外还有一个问题")]
     with pytest.raises(AdminError, match="already filed"):
         await open_from_triage(store, d.site, second, LATER, process="customer")

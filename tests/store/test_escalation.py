@@ -59,7 +59,8 @@ async def test_owner_then_head_then_manager_each_once(desk: Desk) -> None:
     assert f"{OWNER}（2026-12-01 10:00）" in head_text
     assert "如 2026-12-03 10:00 前仍未处理，系统将上报管理层" in head_text
     managers_text = body(to_managers)
-    assert managers_text.startswith("各位领导，您好：")
+    # one manager covers the department: greeted by the directory's name for them
+    assert managers_text.startswith("陈总，您好：")
     assert "超时约 15.0 个工作小时" in managers_text
     assert f"{HEAD}（2026-12-02 10:00）" in managers_text
 

@@ -66,7 +66,7 @@ async def test_a_mails_files_reach_the_notice_within_the_cap(store: Store,
     text = notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "整机照片.zip (2.0 KB): 超过单封邮件 1.5 KB 的附件上限" in text
     entry = await TimelineEntry.get(case__number=number, kind="letter",
-                                    text__startswith="request_notice")
+                                    text__startswith="新需求 → ")
     assert "附件 主板图纸 V2.dwg; 未附上 整机照片.zip" in entry.text
 
     # legal's review carries every file kept on the case (within the cap)

@@ -289,9 +289,10 @@ async def test_waiting_pauses_the_deadline_by_the_working_time_spent(desk: Desk)
     assert "remaining_s" not in t.data
     assert (await desk.sweep(sh("2026-12-07 13:59"))).fired == 0
     assert (await desk.sweep(sh("2026-12-07 14:00"))).fired == 1
-    assert [text.split(" (")[0].split(";")[0] for text in await desk.timeline(
-        number, "timer")] == ["deadline confirm paused while waiting on the other party",
-                              "deadline confirm resumed"]
+    # a timer without a step label in its data (set before labels were kept) shows its key
+    assert await desk.timeline(number, "timer") == [
+        "等待对方回复，步骤「confirm」的截止时间暂停计时（剩余 7.5 个工作小时）",
+        "对方已回复，步骤「confirm」的截止时间恢复计时，新的截止时间 2026-12-07 14:00"]
 
 
 async def test_a_deadline_set_while_waiting_starts_paused(desk: Desk) -> None:

@@ -1,38 +1,11 @@
-"""Golden tests for the letters timers send (``maild.schedule.firing``): each rendered from
-its sample, text and HTML, zh and en, like ``test_letters_golden.py`` for the process
-letters. Regenerate deliberately with ``MAILD_REGEN_GOLDEN=1``."""
+"""The letters timers send (``maild.schedule.firing``) say what their audience needs; their
+golden files are checked with every other letter's in ``test_letters_golden.py``."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
 from maild.adapters.letters import Letters
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-REGEN = os.environ.get("MAILD_REGEN_GOLDEN") == "1"
-TIMER_LETTERS = ("deadline_warning", "deadline_reminder", "escalation", "supplier_chase",
-                 "action_reminder")
 letters = Letters()
-
-
-def _check(path: Path, text: str) -> None:
-    if REGEN or not path.exists():
-        path.write_text(text, encoding="utf-8")
-        if not REGEN:
-            pytest.fail(f"{path.name} did not exist; written now, check it in")
-    assert text == path.read_text(encoding="utf-8"), f"{path.name} differs from its golden"
-
-
-@pytest.mark.parametrize("language", ["zh", "en"])
-@pytest.mark.parametrize("letter", TIMER_LETTERS)
-def test_timer_letter_matches_its_golden(letter: str, language: str) -> None:
-    r = letters.render(letter, language, letters.sample(letter))
-    _check(GOLDEN / f"{letter}.{language}.txt", f"Subject: {r.subject}\n\n{r.text}")
-    _check(GOLDEN / f"{letter}.{language}.html", r.html)
-    assert "{{" not in r.text and "{%" not in r.html
 
 
 def test_the_overdue_action_letter_to_the_head_differs_from_the_reminder() -> None:

@@ -300,7 +300,7 @@ def test_timeline_notes_follow_the_organisations_language() -> None:
                           {"title": "样机交付", "date": "2026-12-10", "to": ["a@b.example"]})
     assert notes(fire(milestone, replace(case("customer", "execution"), status="open"),
                       ctx(s, sh("2026-12-07 09:00")))) == [
-        "里程碑「样机交付」（2026-12-10）：已通知 a@b.example"]
+        f"里程碑「样机交付」（2026-12-10）：已通知 a@b.example（抄送 {BUYER}）"]
 
 
 def test_a_staff_opened_supplier_case_chases_by_the_reply_date() -> None:

@@ -24,9 +24,9 @@ from maild.mail.parse import parse_mail
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 REGEN = os.environ.get("MAILD_REGEN_GOLDEN") == "1"
 PROCS = load_definitions(None)
-#: the letters the process definitions send, plus the spine's two first answers
-LETTERS = sorted({n for p in PROCS.values() for n in p.letter_names()}
-                 | {"ack", "need_department", "command_unproven"})
+#: every shipped letter with a sample context (the digest has its own golden test)
+LETTERS = sorted(p.name[: -len(".sample.toml")] for p in DEFAULT_TEMPLATES.glob("*.sample.toml")
+                 if p.name != "digest.sample.toml")
 letters = Letters()
 
 

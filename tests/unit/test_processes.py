@@ -46,7 +46,8 @@ def test_internal_request_missing_fields_then_completed() -> None:
     assert "派一名工程师讲解 30 分钟" in notice.rendered.text
     [deadline] = s.cases[n].pending_timers("deadline")
     assert deadline.key == "confirm" and deadline.data == {
-        "step": "confirm", "owner": ["zhang@corp.example.test"], "department": "技术部"}
+        "step": "confirm", "owner": ["zhang@corp.example.test"], "department": "技术部",
+        "label": "沟通对象确认", "language": "zh"}  # the timeline's words when it pauses
 
 
 def test_an_urgent_request_has_two_working_hours() -> None:
@@ -60,8 +61,8 @@ def test_an_urgent_request_has_two_working_hours() -> None:
     assert "【紧急】" in s.sent[-1].rendered.text
     s.reply(n, "zhang@corp.example.test", "#确认")
     assert s.case(n).step == "meeting"
-    assert s.names(2) == ["meeting_notice", "urgent_notice"]
-    urgent = s.sent[-1]
+    assert s.names(2) == ["meeting_notice", "urgent_notice", "command_receipt"]
+    urgent = s.sent[-2]
     assert urgent.cc == ("chen@corp.example.test",)  # the managers hear of it
     assert s.case(n).due_at == T("2026-12-07T10:00+08:00")  # urgent: 2 working hours
 
@@ -72,7 +73,8 @@ def test_internal_full_flow_with_participants_minutes_actions_and_acceptance() -
     c = s.case(n)
     assert c.step == "meeting" and c.data["participants"] == ["市场部", "技术部", "财务部"]
     assert s.cases[n].pending_timers("deadline") == []
-    participant, meeting = s.sent[-2:]
+    participant, meeting, receipt = s.sent[-3:]
+    assert receipt.letter == "command_receipt" and receipt.to == ("zhang@corp.example.test",)
     assert participant.letter == "participant_notice" and participant.to == (
         "qian@corp.example.test",)
     assert meeting.letter == "meeting_notice"
@@ -81,7 +83,8 @@ def test_internal_full_flow_with_participants_minutes_actions_and_acceptance() -
     s.reply(n, INITIATOR, MINUTES + "#action 场地与设备 | 市场部 | 2026-12-09\n")
     c = s.case(n)
     assert c.step == "minutes" and c.data["pending"] == ["市场部", "技术部", "财务部"]
-    minutes = s.sent[-1]
+    minutes = s.sent[-2]
+    assert s.sent[-1].letter == "command_receipt"
     assert minutes.letter == "minutes_confirm" and "li@corp.example.test" in minutes.to
     assert "#1 准备宽温设计讲解材料 | 负责人 li@corp.example.test | 截止 2026-12-09" in \
         minutes.rendered.text
@@ -106,15 +109,16 @@ def test_internal_full_flow_with_participants_minutes_actions_and_acceptance() -
     s.reply(n, INITIATOR, "#确认")
     assert "结果报告" in refused(s)[0]
     s.reply(n, "li@corp.example.test", "#advance\n讲解已于 12 月 10 日完成，反馈良好。")
-    report = s.sent[-1]
+    report = s.sent[-2]
     assert report.letter == "result_report" and report.to == ("wang@corp.example.test",)
     assert "反馈良好" in report.rendered.text
     s.reply(n, INITIATOR, "好的", subject=f"Re: [{n}] 结果报告 [确认]")
     c = s.case(n)
     assert c.status == "archived" and s.cases[n].closed_at is not None
     assert s.cases[n].pending_timers() == []
-    closed = s.sent[-1]
+    closed, receipt = s.sent[-2:]
     assert closed.letter == "case_closed" and "已完成并归档" in closed.rendered.text
+    assert receipt.letter == "command_receipt" and "案件已归档" in receipt.rendered.text
 
 
 def test_refusals_say_why_and_list_what_is_possible() -> None:
@@ -167,8 +171,9 @@ def test_customer_flow_rounds_legal_milestones_survey_archive() -> None:
     assert s.names() == ["ack", "new_case_notice"]
     assert s.sent[1].to == ("ma@corp.example.test",)
     s.reply(n, "ma@corp.example.test", SOLUTION)
-    letter = s.sent[-1]
+    letter, receipt = s.sent[-2:]
     assert letter.letter == "customer_confirmation" and letter.to == ("wang@huaxin.example.cn",)
+    assert receipt.letter == "command_receipt" and receipt.to == ("ma@corp.example.test",)
     assert "《客户需求确认函》（第 1 版）" in letter.rendered.subject
     assert s.case(n).status == "waiting"
     s.reply(n, "wang@huaxin.example.cn", "方案可以，但希望一次交齐。\n\n> 原邮件")
@@ -177,7 +182,7 @@ def test_customer_flow_rounds_legal_milestones_survey_archive() -> None:
     s.reply(n, "ma@corp.example.test", "#revise\n方案要点：K7 宽温主板，一次交齐。")
     c = s.case(n)
     assert (c.status, c.data["version"], c.data["rounds"]) == ("waiting", 2, 2)
-    assert "第 2 版" in s.sent[-1].rendered.subject
+    assert "第 2 版" in s.sent[-2].rendered.subject
     s.reply(n, "wang@huaxin.example.cn", "同意，没有问题。")
     c = s.case(n)
     assert (c.step, c.data["confirmed_version"]) == ("contract", 2)
@@ -200,7 +205,8 @@ def test_customer_flow_rounds_legal_milestones_survey_archive() -> None:
     s.reply(n, "ma@corp.example.test", "#milestone 下周 样机")
     assert "无效" in refused(s)[0]
     s.reply(n, "ma@corp.example.test", "#advance")
-    assert s.case(n).step == "aftersales" and s.sent[-1].letter == "satisfaction_survey"
+    assert s.case(n).step == "aftersales"
+    assert s.names(-2) == ["satisfaction_survey", "command_receipt"]
     assert s.cases[n].pending_timers("progress") == []
     s.reply(n, "wang@huaxin.example.cn", "总体满意度：5 分。")
     assert s.case(n).status == "open"
@@ -220,9 +226,10 @@ def test_an_english_customer_gets_english_letters_and_staff_chinese_ones() -> No
     assert set(notice.to) == {"chen@corp.example.test", "chen2@corp.example.test"}
     s.reply(n, "chen@corp.example.test", "#assign ma@corp.example.test")
     assert s.case(n).data["contact"] == "ma@corp.example.test"
-    assert s.sent[-1].letter == "assigned_notice"
+    assert s.names(-2) == ["assigned_notice", "command_receipt"]
     s.reply(n, "ma@corp.example.test", "#advance\nBoard K7, industrial grade.")
-    letter = s.sent[-1]
+    letter = s.sent[-2]
+    assert s.sent[-1].language == "zh"  # the receipt to staff is in the organisation's
     assert letter.language == "en" and "Requirements confirmation (version 1)" in \
         letter.rendered.subject
     s.reply(n, "alice@globex.example.org", "Confirmed, thanks.")
@@ -267,14 +274,14 @@ def test_supplier_flow_intent_order_delay_acceptance_settlement() -> None:
     s.reply(n, "wu@corp.example.test", ORDER)
     c = s.case(n)
     assert c.step == "order" and c.status == "waiting"
-    assert s.names(-2) == ["selection_notice", "purchase_order"]
-    assert "数量：500 件" in s.sent[-1].rendered.text
+    assert s.names(-3) == ["selection_notice", "purchase_order", "command_receipt"]
+    assert "数量：500 件" in s.sent[-2].rendered.text
     s.reply(n, "sales@hengda.example.cn", "确认订单，排期：12-18 发货。")
     assert s.case(n).step == "fulfilment"
     s.reply(n, "wu@corp.example.test", "#delay 2026-12-28 原材料短缺")
     c = s.case(n)
     assert c.status == "waiting" and c.data["delays"][-1]["date"] == "2026-12-28"
-    request = s.sent[-1]
+    request = s.sent[-2]
     assert request.letter == "delay_explanation_request"
     assert "2026-12-28" in request.rendered.text and "原材料短缺" in request.rendered.text
     delays = [e for e in s.cases[n].timeline if e.kind == "delay"]
@@ -283,7 +290,8 @@ def test_supplier_flow_intent_order_delay_acceptance_settlement() -> None:
     assert s.case(n).status == "open" and s.case(n).data["delays"][-1]["explained"]
     s.reply(n, "wu@corp.example.test", "#advance")
     s.reply(n, "zheng@corp.example.test", "#确认\n验收合格。")
-    assert s.sent[-1].letter == "acceptance_notice" and s.case(n).status == "waiting"
+    assert s.names(-2) == ["acceptance_notice", "command_receipt"]
+    assert s.case(n).status == "waiting"
     s.reply(n, "qian@corp.example.test", "#advance")
     assert "发票" in refused(s)[0]
     s.reply(n, "sales@hengda.example.cn", "发票见附件。", attachments=(("发票.pdf", b"%PDF"),))

@@ -155,9 +155,10 @@ def test_first_hit_decides_and_the_rest_are_skipped() -> None:
     # both purchase-alias and rma would hit: the first written wins
     cls = run(mail("x@unknown.example", "[RMA] 返修", to="purchase@example.test"))
     route = [(h.rule, h.outcome) for h in cls.hits if h.stage == "route"]
-    assert route[:4] == [("no_sender", "miss"), ("purchase-alias", "hit"),
-                         ("sales-alias", "skipped"), ("rma", "skipped")]
-    assert all(o == "skipped" for _, o in route[4:])
+    assert route[:5] == [("no_sender", "miss"), ("form_request", "miss"),
+                         ("purchase-alias", "hit"), ("sales-alias", "skipped"),
+                         ("rma", "skipped")]
+    assert all(o == "skipped" for _, o in route[5:])
     assert cls.process == "supplier" and cls.department is None
 
 
