@@ -64,6 +64,18 @@ class Letters:
         """Every letter with a text template, e.g. ``ack.zh``."""
         return sorted(p.name[: -len(".txt.j2")] for p in self.dir.glob("*.txt.j2"))
 
+    def problems(self) -> list[str]:
+        """Every letter rendered with its sample context: what fails (``maild config check``,
+        the daemon's start and each reload)."""
+        out = []
+        for name in self.names():
+            letter, _, lang = name.rpartition(".")
+            try:
+                self.render(letter, lang, self.sample(letter))
+            except LetterError as e:
+                out.append(str(e))
+        return out
+
     def render(self, letter: str, language: str, context: Mapping[str, Any]) -> Rendered:
         try:
             text = self.env.get_template(f"{letter}.{language}.txt.j2").render(context)

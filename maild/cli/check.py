@@ -7,7 +7,6 @@ import sys
 
 from maild import config as cfgmod
 from maild.adapters.documents import document_problems
-from maild.adapters.letters import LetterError
 from maild.adapters.oauth import oauth_problems
 from maild.classify.routing import routing_problems
 from maild.cli.exits import EXIT_CONFIG
@@ -21,12 +20,7 @@ def check(args: argparse.Namespace) -> int:
     cfg = cfgmod.load(args.config)
     problems: list[str] = []
     letters = site_letters(cfg)
-    for name in letters.names():
-        letter, _, lang = name.rpartition(".")
-        try:
-            letters.render(letter, lang, letters.sample(letter))
-        except LetterError as e:
-            problems.append(str(e))
+    problems += letters.problems()
     problems += document_problems(cfg, letters.sample)  # [documents] templates
     warnings = cfgmod.warnings(cfg)
     problems += oauth_problems(cfg)  # [mailbox.oauth] / [smtp.oauth]: files, command

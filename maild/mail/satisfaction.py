@@ -80,7 +80,11 @@ REASONS = {"empty": ("回复为空", "the reply is empty"),
            "several": ("回复中有多个不同的评分", "the reply gives several scores"),
            "ten_point": ("似乎按 10 分制作答", "the answer seems to be out of 10"),
            "out_of_range": ("评分不在 1–5 之间", "the score is not between 1 and 5"),
-           "mixed": ("评价前后不一", "the words disagree")}
+           "mixed": ("评价前后不一", "the words disagree"),
+           "too_long": ("回复过长，未自动识别评分", "the reply is too long to read a score from")}
+#: characters of a reply's own text read for a score: a survey answer is a few lines, and
+#: the patterns must never run over megabytes a sender chose
+MAX_TEXT = 20_000
 
 
 def _number(token: str) -> int:
@@ -100,6 +104,8 @@ def parse(text: str) -> Score:
     own = _own_text(text)
     if not own.strip():
         return Score(None, "", "empty")
+    if len(own) > MAX_TEXT:
+        return Score(None, "", "too_long")
     numbers: dict[int, str] = {}
     for pattern in _NUMERIC:
         for m in pattern.finditer(own):

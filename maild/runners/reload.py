@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from maild import config as cfgmod
 from maild import logs
-from maild.adapters.letters import LetterError, Letters
+from maild.adapters.letters import Letters
 from maild.config import Config, ConfigError
 from maild.data import processes_dir
 from maild.runners.sweeper import Sweeper
@@ -96,19 +96,6 @@ def _changed(a: Any, b: Any) -> list[str]:
     return [k for k in type(a).model_fields if getattr(a, k) != getattr(b, k)]
 
 
-def check_templates(site: Site) -> list[str]:
-    """Every letter rendered with its sample context, as ``maild config check`` does."""
-    problems = []
-    letters = site.letters
-    for name in letters.names():
-        letter, _, lang = name.rpartition(".")
-        try:
-            letters.render(letter, lang, letters.sample(letter))
-        except LetterError as e:
-            problems.append(str(e))
-    return problems
-
-
 def freeze(letters: Letters) -> None:
     """Every template compiled now and kept: jinja would otherwise read a template file
     again whenever it changes on disk, so an edit (or a broken one) would take effect
@@ -160,7 +147,7 @@ def check(site: Site) -> list[str]:
     except TemplateError as e:  # a syntax error: named with its file and line
         return [f"letter template {getattr(e, 'filename', None) or '?'}:"
                 f"{getattr(e, 'lineno', None) or '?'}: {e}"]
-    return check_templates(site)
+    return site.letters.problems()
 
 
 class Reloader:

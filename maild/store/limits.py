@@ -5,18 +5,18 @@ Every recipient of every letter written to the outbox gets a ``letter_counts`` r
 same transaction (one row per address, however the outbox splits the letter into rows), so
 the count is the database's and survives restarts. Within the last hour, for one address:
 
-- an outsider (not in the directory) gets at most ``limits.replies_per_sender_per_hour``
-  *automatic* replies (acknowledgements, refusals, ``#help`` answers); one more is dropped:
+- any address gets at most ``limits.replies_per_sender_per_hour`` *automatic* replies
+  (acknowledgements, refusals, ``#help`` answers, the blank form); one more is dropped:
   backscatter protection, recorded as ``dropped`` and on the case's timeline
-  (``rate_limited``). Letters a person caused (a confirmation that ``#advance`` sent) are
-  counted but never held back.
+  (``rate_limited``). Staff addresses too: the mail answered may carry a forged From.
+  Letters a person caused (a confirmation that ``#advance`` sent) are counted but never
+  held back.
 - a member of staff (in the directory, a manager, or in a staff domain) gets at most
   ``limits.notices_per_staff_per_hour`` *notices* (letters maild writes on its own: new
   case, reply, step, reminder, escalation ..., from the intake and the timer sweep alike);
   one more is folded: recorded as ``folded`` with its case on the timeline (``folded``), and
-  listed later in one ``notice_summary`` letter to that address. Replies to the person's own
-  mail (``#help``, refusals), the weekly digest and summaries are counted but neither
-  limited nor counted against the notices.
+  listed later in one ``notice_summary`` letter to that address. The weekly digest and
+  summaries are counted but neither limited nor counted against the notices.
 
 ``flush`` writes the summaries: at the end of each intake poll and each timer sweep, for
 every address with folded notices and no summary in the last hour (so a person gets at most
@@ -179,15 +179,15 @@ class Budget:
 
     def verdict(self, addr: str, letter: SendLetter) -> str:
         a, env = _key(addr), self.env
-        if env.is_staff(a):
-            limit = env.notices_per_hour
-            if letter.automatic or letter.letter in NEVER_FOLDED or limit <= 0:
-                return SEND
-            return FOLD if self.notices.get(a, 0) >= limit else SEND
-        limit = env.replies_per_hour
-        if letter.automatic and limit > 0 and self.replies.get(a, 0) >= limit:
-            return DROP
-        return SEND
+        # an automatic reply answers a mail that may be forged (a From of staff asking for the
+        # form, opening requests): whoever the address is, at most so many an hour
+        replies = env.replies_per_hour
+        if letter.automatic:
+            return DROP if replies > 0 and self.replies.get(a, 0) >= replies else SEND
+        limit = env.notices_per_hour
+        if not env.is_staff(a) or letter.letter in NEVER_FOLDED or limit <= 0:
+            return SEND
+        return FOLD if self.notices.get(a, 0) >= limit else SEND
 
     def admit(self, letter: SendLetter, case: Case | None) -> SendLetter | None:
         """The letter to the recipients the limits allow (None: to nobody); the others are

@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from servers import DovecotServer, SmtpSink
-from support import AUTHSERV, SECURITY_TOML, mail
+from support import AUTHSERV, DIRECTORY_TOML, mail
 
 pytestmark = pytest.mark.slow
 
@@ -38,30 +38,10 @@ REQUEST = ("发起部门/人：技术部 李\n接收部门/人：市场部\n沟�
            "核心内容：讲解新品参数\n需协助事项：安排讲师\n期望完成时间：2026-12-10\n"
            "紧急程度：一般\n")
 
-DIRECTORY = """
-[organisation]
-name = "示例科技有限公司"
-address = "service@example.test"
-
-[routing]
-staff_domains = ["corp.example.test"]
-
-[[directory.departments]]
-name = "技术部"
-short = "技"
-head = "zhang@corp.example.test"
-members = ["li@corp.example.test"]
-
-[[directory.departments]]
-name = "市场部"
-short = "市"
-head = "wang@corp.example.test"
-
-[[directory.customers]]
-name = "华信集团"
-domains = ["huaxin.example.cn"]
-contact = "wang@corp.example.test"
-"""
+#: the tests' directory, its customer with the account manager who hears of its mail
+DIRECTORY = DIRECTORY_TOML.replace('domains = ["huaxin.example.cn"]\n',
+                                   'domains = ["huaxin.example.cn"]\n'
+                                   'contact = "wang@corp.example.test"\n', 1)
 
 
 def _keypair() -> tuple[bytes, str]:
@@ -87,7 +67,7 @@ batch_size = 50
 [smtp]
 url = "smtp://{sink.host}:{sink.port}"
 lease_seconds = 1
-""" + SECURITY_TOML + DIRECTORY + f"""
+""" + DIRECTORY + f"""
 [security.dkim_keys]
 "s1._domainkey.corp.example.test" = "{record}"
 """, encoding="utf-8")

@@ -137,6 +137,18 @@ async def test_automatic_replies_to_outsiders_are_dropped_and_recorded(
     assert await flush(store, d.intake.apply_env(NOW)) == 0  # dropped is not folded
 
 
+async def test_automatic_replies_to_a_staff_address_are_limited_too(
+        store: Store, tmp_path: Path) -> None:
+    """A forged From of staff asking for the blank form again and again: the staff member
+    is not flooded from our address; the rest is dropped and said in the log and counts."""
+    d = Deciding(store, tmp_path, extra=EXTRA)
+    staff = "li@corp.example.test"
+    for _ in range(4):
+        await d.feed(mail(staff, "请发申请表模板", "", auth=None))
+    assert len(await to(staff, "request_form")) == 2
+    assert await LetterCount.filter(addr=staff, state="dropped").count() == 2
+
+
 async def test_the_timer_sweep_folds_reminders_over_the_limit(store: Store,
                                                             tmp_path: Path) -> None:
     owner = "li@corp.example.test"

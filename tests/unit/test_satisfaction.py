@@ -81,3 +81,11 @@ def test_the_timeline_says_the_score_or_why_not() -> None:
     assert unsure.reason == "several"
     assert unsure.text("zh").startswith("满意度：未能识别评分，回复中有多个不同的评分")
     assert parse("收到").text("zh") == "满意度：未能识别评分，回复中没有评分"
+
+
+def test_a_huge_reply_is_not_read_for_a_score() -> None:
+    from maild.mail.satisfaction import MAX_TEXT, parse
+
+    score = parse("满意度（" * (MAX_TEXT // 4) + "5分")
+    assert (score.value, score.reason) == (None, "too_long")
+    assert "过长" in score.text("zh")
